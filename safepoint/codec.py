@@ -1,0 +1,149 @@
+"""Canonical JSON, checksums and the sealed envelope every stored blob travels in.
+
+Envelope: b"SP" | version (1 byte) | codec (b"j" raw, b"z" zstd) | sha256 of the decoded payload (32 bytes) | body.
+The checksum covers the decoded bytes, so a flipped bit anywhere (header, body, compression frame) is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+import orjson
+import zstandard
+
+from .errors import CorruptCheckpoint, NotSerializable
+
+_MAGIC = b"SP\x01"
+_RAW = b"j"
+_ZSTD = b"z"
+_HEADER = len(_MAGIC) + 1 + 32
+# Below this size compression rarely pays for its frame header.
+_COMPRESS_MIN = 256
+
+_local = threading.local()
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    # zstandard's (de)compressors are not thread-safe: one pair per thread.
+    pair = getattr(_local, "zstd", None)
+    if pair is None:
+        pair = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
+        _local.zstd = pair
+    return pair
+
+
+def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`; the name of a content-addressed object."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def dumps(value: Any, *, root: str = "state") -> bytes:
+    """Canonical JSON bytes (sorted keys, UTF-8). Raises NotSerializable naming the offending path."""
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        path, bad = _find_unserializable(value, root)
+        raise NotSerializable(path, bad, _hint(exc)) from None
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def _default(value: Any) -> Any:
+    # pydantic models nested inside plain state serialise through their JSON mode.
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError
+
+
+def _hint(exc: Exception) -> str:
+    text = str(exc)
+    if "64-bit" in text:
+        return "integers must fit in 64 bits; store larger ones as strings"
+    if "keys must be str" in text.lower() or "dict key" in text.lower():
+        return "dict keys must be strings"
+    if "recursion" in text.lower():
+        return "the value is nested too deeply or refers to itself"
+    return ""
+
+
+def _fits(value: Any) -> bool:
+    try:
+        orjson.dumps(value, default=_default)
+        return True
+    except (orjson.JSONEncodeError, TypeError):
+        return False
+
+
+def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
+    """Walk down to the innermost value orjson refuses (only runs after a failure, so cost is no concern)."""
+    seen: set[int] = set()
+    while id(value) not in seen:
+        seen.add(id(value))
+        if isinstance(value, dict):
+            bad_key = next((k for k in value if not isinstance(k, str)), None)
+            if bad_key is not None:
+                return f"{path}[{bad_key!r}]", bad_key
+            child = next(((k, v) for k, v in value.items() if not _fits(v)), None)
+            if child is None:
+                return path, value
+            key, value = child
+            path = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+        elif isinstance(value, list | tuple):
+            child = next(((i, v) for i, v in enumerate(value) if not _fits(v)), None)
+            if child is None:
+                return path, value
+            index, value = child
+            path = f"{path}[{index}]"
+        else:
+            return path, value
+    return path, value  # a container that contains itself
+
+
+def seal(payload: bytes, *, compress: bool = True) -> bytes:
+    """Wrap payload bytes in the checksummed envelope, zstd-compressed when that makes them smaller."""
+    digest = hashlib.sha256(payload).digest()
+    if compress and len(payload) >= _COMPRESS_MIN:
+        packed = _zstd()[0].compress(payload)
+        if len(packed) < len(payload) * 0.9:
+            return _MAGIC + _ZSTD + digest + packed
+    return _MAGIC + _RAW + digest + payload
+
+
+def unseal(blob: bytes, key: str) -> bytes:
+    """Return the payload of a sealed blob, verifying its checksum; CorruptCheckpoint names `key` otherwise."""
+    if len(blob) < _HEADER or not blob.startswith(_MAGIC):
+        raise CorruptCheckpoint(key, "not a safepoint object (bad header or truncated)")
+    codec = blob[3:4]
+    digest = blob[4:_HEADER]
+    body = blob[_HEADER:]
+    if codec == _RAW:
+        payload = body
+    elif codec == _ZSTD:
+        try:
+            payload = _zstd()[1].decompress(body)
+        except zstandard.ZstdError as exc:
+            raise CorruptCheckpoint(key, f"compressed body does not decode ({exc})") from None
+    else:
+        raise CorruptCheckpoint(key, f"unknown codec {codec!r}")
+    if hashlib.sha256(payload).digest() != digest:
+        raise CorruptCheckpoint(key, "checksum mismatch")
+    return payload
+
+
+def payload_digest(blob: bytes) -> str:
+    """The hex checksum recorded in a sealed blob's header (no verification)."""
+    return blob[4:_HEADER].hex()
+
+
+def load_sealed(blob: bytes, key: str) -> Any:
+    """Unseal and parse JSON; undecodable JSON is corruption too."""
+    payload = unseal(blob, key)
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptCheckpoint(key, f"payload is not JSON ({exc})") from None

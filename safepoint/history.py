@@ -1,0 +1,302 @@
+"""A session's chain of checkpoints in a store: key layout, commit records, commit and load.
+
+Layout (all keys under the store root):
+
+    sessions/<sid>                 who the session is (id, agent, tags, parent), written once
+    heads/<sid>                    hint: the latest seq; may lag after a crash, readers probe past it
+    commits/<sid>/<seq:012d>       one commit record per checkpoint; creating it IS the commit
+    objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
+
+A commit record is either a *keyframe* (the state's tree root, whose big parts are shared objects) or a
+*delta* (the operations since its parent). At most `KEYFRAME_EVERY - 1` deltas follow a keyframe, and
+together they stay smaller than the state, so loading any checkpoint reads one tree plus a bounded chain:
+O(state size), whatever the length of the history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import codec, delta
+from .errors import (
+    CheckpointNotFound,
+    ConflictError,
+    CorruptCheckpoint,
+    InvalidSessionId,
+    SchemaTooNew,
+    SessionNotFound,
+)
+from .model import FORMAT, Checkpoint, SessionInfo, Status
+from .stores.base import Store
+from .tree import TreeReader, TreeWriter
+
+KEYFRAME_EVERY = 32
+# Deltas since the keyframe may add up to this much before a new keyframe (or the state's size, if larger).
+DELTA_BUDGET = 64 * 1024
+MAX_ID_LENGTH = 200
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}")
+
+
+def check_session_id(session_id: object) -> str:
+    """Return the id if it can name a session; raise InvalidSessionId saying why otherwise."""
+    if not isinstance(session_id, str):
+        raise InvalidSessionId(f"session id must be a string, got {type(session_id).__name__}")
+    problem = None
+    if not session_id:
+        problem = "is empty"
+    elif session_id in (".", ".."):
+        problem = "is '.' or '..'"
+    elif len(session_id) > MAX_ID_LENGTH:
+        problem = f"is {len(session_id)} characters long (the limit is {MAX_ID_LENGTH})"
+    elif "/" in session_id or "\\" in session_id:
+        problem = "contains a path separator ('/' or '\\')"
+    elif any(unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029" for ch in session_id):
+        problem = "contains a NUL or another control character"
+    if problem:
+        raise InvalidSessionId(
+            f"session id {session_id[:60]!r} {problem}; use up to {MAX_ID_LENGTH} printable characters "
+            "without '/' or '\\', e.g. 'report-42'"
+        )
+    return session_id
+
+
+def session_segment(session_id: str) -> str:
+    """The key segment for a session: the id itself when it is a plain name, else a hash of it."""
+    if _PLAIN_ID.fullmatch(session_id):
+        return session_id
+    return "~" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass
+class Saved:
+    """What a successful commit leaves for the writer to continue from."""
+
+    checkpoint: Checkpoint
+    base: Any  # the state as stored, independent of the caller's live objects
+    keyframe_seq: int
+    chain: int  # deltas since the keyframe
+    delta_bytes: int
+    keyframe_size: int
+
+
+class Chain:
+    """The checkpoints of one session."""
+
+    def __init__(self, store: Store, session_id: str) -> None:
+        self.store = store
+        self.id = check_session_id(session_id)
+        self.segment = session_segment(self.id)
+        self.info_key = f"sessions/{self.segment}"
+        self.head_key = f"heads/{self.segment}"
+        self.prefix = f"commits/{self.segment}/"
+        self.known: set[str] = set()  # object hashes known to exist in the store
+        self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
+
+    def commit_key(self, seq: int) -> str:
+        return f"{self.prefix}{seq:012d}"
+
+    # --- session identity ---------------------------------------------------------------------
+    def info(self) -> SessionInfo | None:
+        blob = self.store.get(self.info_key)
+        if blob is None:
+            return None
+        doc = codec.load_sealed(blob, self.info_key)
+        if doc.get("id") != self.id:
+            raise CorruptCheckpoint(self.info_key, f"names session {doc.get('id')!r}, expected {self.id!r}")
+        return SessionInfo(
+            id=doc["id"],
+            agent=doc.get("agent"),
+            tags=list(doc.get("tags", [])),
+            parent=doc.get("parent"),
+            created_at=_parse_time(doc["created_at"]),
+        )
+
+    def create(self, agent: str | None, tags: list[str], parent: dict[str, Any] | None) -> bool:
+        doc = {
+            "format": FORMAT,
+            "id": self.id,
+            "agent": agent,
+            "tags": list(tags),
+            "parent": parent,
+            "created_at": _now().isoformat(),
+        }
+        return self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
+
+    def exists(self) -> bool:
+        return self.store.exists(self.info_key)
+
+    # --- reading --------------------------------------------------------------------------------
+    def head_seq(self) -> int:
+        """The latest committed seq (0 when there is none): the hint, then probe forward."""
+        seq = None
+        blob = self.store.get(self.head_key)
+        if blob is not None:
+            try:
+                seq = int(blob.decode())
+            except (UnicodeDecodeError, ValueError):
+                seq = None  # a torn hint is only a hint
+        if seq is None or (seq > 0 and not self.store.exists(self.commit_key(seq))):
+            seqs = self.seqs()
+            seq = seqs[-1] if seqs else 0
+        while self.store.exists(self.commit_key(seq + 1)):
+            seq += 1
+        return seq
+
+    def seqs(self) -> list[int]:
+        return [int(key.rsplit("/", 1)[1]) for key in self.store.list(self.prefix)]
+
+    def record(self, seq: int) -> dict[str, Any]:
+        key = self.commit_key(seq)
+        blob = self.store.get(key)
+        if blob is None:
+            raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
+        doc = codec.load_sealed(blob, key)
+        if doc.get("format", 0) > FORMAT:
+            raise SchemaTooNew(
+                f"checkpoint {key} uses storage format {doc['format']}, this safepoint reads format {FORMAT}; "
+                "upgrade safepoint to load it"
+            )
+        if doc.get("seq") != seq or doc.get("session") != self.id:
+            raise CorruptCheckpoint(key, "record names another session or seq")
+        doc["_checksum"] = codec.payload_digest(blob)
+        return doc
+
+    def checkpoint(self, seq: int, state: Any = None) -> Checkpoint:
+        return to_checkpoint(self.record(seq), state)
+
+    def history(self) -> Iterator[Checkpoint]:
+        for seq in self.seqs():
+            yield self.checkpoint(seq)
+
+    def load(self, seq: int) -> tuple[dict[str, Any], Any]:
+        """The record of `seq` and its state, rebuilt from its keyframe and the deltas after it."""
+        top = self.record(seq)
+        records = [self.record(s) for s in range(top["base"], seq)] + [top]
+        if "root" not in records[0]:
+            raise CorruptCheckpoint(self.commit_key(records[0]["seq"]), "keyframe has no state root")
+        state = TreeReader(self.store.get, self.known).read(records[0]["root"])
+        for rec in records[1:]:
+            state = delta.apply(state, rec["delta"])
+        return top, state
+
+    # --- writing --------------------------------------------------------------------------------
+    def commit(
+        self,
+        state: Any,
+        *,
+        seq: int,
+        parent: int | None,
+        step: str | None,
+        status: Status,
+        schema_version: int,
+        meta: dict[str, Any],
+        previous: Saved | None,
+    ) -> Saved:
+        """Commit `state` as checkpoint `seq`; a delta against `previous` when that is cheap, else a keyframe.
+
+        `state` must be plain JSON data. Raises ConflictError if `seq` exists already.
+        """
+        record: dict[str, Any] = {
+            "format": FORMAT,
+            "session": self.id,
+            "seq": seq,
+            "parent": parent,
+            "created_at": _now().isoformat(),
+            "step": step,
+            "status": str(Status(status)),
+            "schema_version": schema_version,
+            "meta": meta,
+        }
+        self.last_attempt = None
+        objects: dict[str, bytes] = {}
+        ops_bytes = None
+        if previous is not None and previous.chain + 1 < KEYFRAME_EVERY:
+            ops_bytes = _encode_ops(delta.diff(previous.base, state))
+            if previous.delta_bytes + len(ops_bytes) > max(DELTA_BUDGET, previous.keyframe_size):
+                ops_bytes = None
+        if ops_bytes is not None:
+            assert previous is not None
+            keyframe_seq, size = previous.keyframe_seq, previous.keyframe_size
+            chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
+            record.update(base=keyframe_seq, delta=codec.loads(ops_bytes))
+        else:
+            snapshot = codec.dumps(state)
+            base, size = codec.loads(snapshot), len(snapshot)
+            writer = TreeWriter(self.store.exists, self.known)
+            record.update(base=seq, root=writer.root(base))
+            objects = writer.new_objects
+            keyframe_seq, chain, spent = seq, 0, 0
+        record.update(since=spent, size=size, artifacts=artifact_refs(state))
+        sealed = codec.seal(codec.dumps(record))
+        self.last_attempt = codec.payload_digest(sealed)
+        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [(self.head_key, str(seq).encode())]):
+            raise ConflictError(
+                f"session {self.id!r}: checkpoint seq {seq} was committed by another writer first; "
+                "reopen the session to continue from the new head"
+            )
+        self.known.update(key.rsplit("/", 1)[1] for key in objects)
+        if ops_bytes is not None:
+            # Only now that the commit stands may the writer's copy move on (a private copy of the ops).
+            base = delta.apply(previous.base, codec.loads(ops_bytes))  # type: ignore[union-attr]
+        record["_checksum"] = codec.payload_digest(sealed)
+        return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size)
+
+    def resume_point(self, record: dict[str, Any], state: Any) -> Saved:
+        """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
+        chain = record["seq"] - record["base"]
+        return Saved(to_checkpoint(record), state, record["base"], chain, record["since"], record["size"])
+
+
+def _encode_ops(ops: list[delta.Op]) -> bytes:
+    try:
+        return codec.dumps(ops)
+    except Exception:
+        # Name the path inside the state, not inside the operation list.
+        for op in ops:
+            if op[0] in ("s", "x"):
+                codec.dumps(op[-1], root=delta.format_path(op[1]))
+        raise
+
+
+def artifact_refs(state: Any) -> list[str]:
+    """Artifact references in the state's `artifacts` list (what keeps artifacts alive through gc)."""
+    found = []
+    items = state.get("artifacts") if isinstance(state, dict) else None
+    if isinstance(items, dict):
+        items = list(items.values())
+    for item in items or ():
+        if isinstance(item, dict) and isinstance(item.get("ref"), str):
+            found.append(item["ref"])
+    return sorted(set(found))
+
+
+def to_checkpoint(record: dict[str, Any], state: Any = None) -> Checkpoint:
+    return Checkpoint(
+        session=record["session"],
+        seq=record["seq"],
+        parent=record.get("parent"),
+        created_at=_parse_time(record["created_at"]),
+        step=record.get("step"),
+        status=Status(record["status"]),
+        schema_version=record.get("schema_version", 1),
+        format=record.get("format", FORMAT),
+        checksum=record.get("_checksum", ""),
+        meta=record.get("meta") or {},
+        keyframe="root" in record,
+        state=state,
+    )

@@ -1,0 +1,241 @@
+"""The store as safepoint's users see it: sessions, their history, forks, edits and artifacts."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from . import artifacts, codec, delta
+from .errors import InvalidState, SafepointError, SessionNotFound
+from .history import Chain, check_session_id, to_checkpoint
+from .migrations import Migrations
+from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
+from .session import Session, from_plain
+from .stores import Store, open_store
+
+
+class Repository:
+    """Everything safepoint keeps in one store. Get one with `safepoint.open(url)`."""
+
+    def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, migrations: Migrations | None = None):
+        self.store = open_store(store)
+        self.migrations = migrations or Migrations()
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    # --- sessions ---------------------------------------------------------------------------------
+    def session(
+        self,
+        session_id: str,
+        *,
+        agent: str | None = None,
+        tags: list[str] | tuple[str, ...] = (),
+        schema: Any = AgentState,
+        schema_version: int | None = None,
+        migrations: Migrations | None = None,
+        at: int | None = None,
+        create: bool = True,
+    ) -> Session:
+        """Open a session for writing: create it, or resume from its head (or from checkpoint `at`)."""
+        chain = Chain(self.store, session_id)
+        if not create and not chain.exists():
+            raise self._not_found(session_id)
+        return Session(
+            self,
+            session_id,
+            agent=agent,
+            tags=list(tags),
+            schema=schema,
+            schema_version=schema_version,
+            migrations=migrations or self.migrations,
+            at=at,
+        )
+
+    def exists(self, session_id: str) -> bool:
+        return Chain(self.store, session_id).exists()
+
+    def info(self, session_id: str) -> SessionInfo:
+        """A session's identity and head checkpoint (without its state)."""
+        chain = Chain(self.store, session_id)
+        info = chain.info()
+        if info is None:
+            raise self._not_found(session_id)
+        head = chain.head_seq()
+        return _with_head(info, chain.checkpoint(head) if head else None)
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session in the store, newest activity first."""
+        found = []
+        for key in self.store.list("sessions/"):
+            doc = codec.load_sealed(self.store.get(key) or b"", key)
+            found.append(self.info(doc["id"]))
+        return sorted(found, key=lambda i: i.head.created_at if i.head else i.created_at, reverse=True)
+
+    def session_ids(self) -> Iterator[str]:
+        for key in self.store.list("sessions/"):
+            yield codec.load_sealed(self.store.get(key) or b"", key)["id"]
+
+    def history(self, session_id: str) -> list[Checkpoint]:
+        """All checkpoints of a session, oldest first, without their states."""
+        chain = self._chain(session_id)
+        return list(chain.history())
+
+    def load(self, session_id: str, seq: int | None = None) -> Checkpoint:
+        """A checkpoint with its state as stored (plain JSON); the head when `seq` is None."""
+        chain = self._chain(session_id)
+        seq = seq if seq is not None else chain.head_seq()
+        if not seq:
+            raise SessionNotFound(f"session {session_id!r} has no checkpoints yet")
+        record, state = chain.load(seq)
+        return to_checkpoint(record, state)
+
+    def diff(self, session_id: str, a: int, b: int) -> list[str]:
+        """A readable structural diff from checkpoint `a` to checkpoint `b` (one line per change)."""
+        return delta.describe(self.load(session_id, a).state, self.load(session_id, b).state)
+
+    def fork(self, session_id: str, *, at: int | None = None, new_id: str | None = None) -> SessionInfo:
+        """Start a new session from checkpoint `at` (default: the head); it records where it came from."""
+        source = self.load(session_id, at)
+        new_id = check_session_id(new_id or f"{session_id}-fork-{source.seq}")
+        chain = Chain(self.store, new_id)
+        origin = {"session": session_id, "seq": source.seq}
+        if not chain.create(self.info(session_id).agent, self.info(session_id).tags, origin):
+            raise SafepointError(f"cannot fork into {new_id!r}: a session with that id exists; pick another --as")
+        chain.commit(
+            source.state,
+            seq=1,
+            parent=None,
+            step=source.step,
+            status=source.status,
+            schema_version=source.schema_version,
+            meta={"forked_from": origin},
+            previous=None,
+        )
+        return self.info(new_id)
+
+    # --- manual edits, audited ------------------------------------------------------------------------
+    def replace_state(self, session_id: str, state: Any, *, how: str = "edit") -> Checkpoint:
+        """Commit `state` as a new head, marked as a manual edit (validated against the session's schema)."""
+        head = self.load(session_id)
+        validate_state(head, state)
+        chain = self._chain(session_id)
+        return chain.commit(
+            state,
+            seq=head.seq + 1,
+            parent=head.seq,
+            step=head.step,
+            status=head.status,
+            schema_version=head.schema_version,
+            meta={"manual_edit": True, "how": how, "schema": head.meta.get("schema")},
+            previous=None,
+        ).checkpoint
+
+    def set_value(self, session_id: str, path: str, value: Any) -> Checkpoint:
+        """Set one value inside the head state (`data.notes[0]`, `mission.goal`) as an audited edit."""
+        state = self.load(session_id).state
+        steps = parse_path(path)
+        target = state
+        try:
+            for step in steps[:-1]:
+                target = target[step]
+            if isinstance(target, list) and isinstance(steps[-1], int):
+                target[steps[-1]] = value
+            elif isinstance(target, dict) and isinstance(steps[-1], str):
+                target[steps[-1]] = value
+            else:
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
+            raise InvalidState(
+                f"cannot set {path!r} in session {session_id!r}: the path does not lead into the state; "
+                "see `safepoint show` for its shape"
+            ) from None
+        return self.replace_state(session_id, state, how=f"set {path}")
+
+    # --- artifacts ---------------------------------------------------------------------------------
+    def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
+        return artifacts.put_artifact(self.store, name, source, media_type)
+
+    def open_artifact(self, ref: str) -> IO[bytes]:
+        return artifacts.open_artifact(self.store, ref)
+
+    # --- helpers ---------------------------------------------------------------------------------------
+    def _chain(self, session_id: str) -> Chain:
+        chain = Chain(self.store, session_id)
+        if not chain.exists():
+            raise self._not_found(session_id)
+        return chain
+
+    def _not_found(self, session_id: str) -> SessionNotFound:
+        return SessionNotFound(f"no session {session_id!r} in {self.url}; `safepoint ls` lists the sessions")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Repository({self.url!r})"
+
+
+def open(url: str | os.PathLike[str] | Store | None = None, *, migrations: Migrations | None = None) -> Repository:  # noqa: A001
+    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`."""
+    return Repository(url, migrations=migrations)
+
+
+def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:
+    return SessionInfo(info.id, info.agent, info.tags, info.parent, info.created_at, head)
+
+
+_PATH_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
+
+
+def parse_path(path: str) -> list[str | int]:
+    """`data.notes[0]` -> ["data", "notes", 0]; `data["odd key"]` works too. A leading `state.` is optional."""
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        match = _PATH_STEP.match(path, pos)
+        if not match or (pos == 0 and path.startswith(".")):
+            raise InvalidState(f"cannot parse path {path!r} at {path[pos:]!r}; write it like data.notes[0]")
+        name, index, dq, sq = match.groups()
+        steps.append(int(index) if index is not None else (name or dq or sq or ""))
+        pos = match.end()
+    if steps[:1] == ["state"]:
+        steps = steps[1:]
+    if not steps:
+        raise InvalidState(f"path {path!r} names no value inside the state")
+    return steps
+
+
+def validate_state(head: Checkpoint, state: Any) -> None:
+    """Check an edited state against the schema its session was saved with, where that can be known."""
+    if not isinstance(state, dict):
+        raise InvalidState(f"the state of session {head.session!r} must be a JSON object, got {type(state).__name__}")
+    codec.dumps(state)  # NotSerializable for anything without a JSON form
+    schema = _import_schema(head.meta.get("schema"))
+    if schema is not None:
+        from_plain(schema, state, f"edited state of session {head.session!r}")
+
+
+def _import_schema(name: str | None) -> type[BaseModel] | None:
+    if not name or name == "dict":
+        return None
+    module, _, attr = name.rpartition(".")
+    try:
+        schema = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+
+

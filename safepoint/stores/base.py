@@ -1,0 +1,136 @@
+"""The byte-level store contract every backend implements.
+
+A backend knows nothing about sessions or checkpoints: it maps keys to immutable-ish byte strings. The whole of
+safepoint (history, sessions, artifacts, gc) is written once above these primitives:
+
+- `get(key)`                 the bytes, or None when absent
+- `put_if_absent(key, data)` atomic create; True when this call wrote it. The single commit point.
+- `put(key, data, expect=)`  overwrite; with `expect` a compare-and-set (None means "must be absent")
+- `list(prefix)`             sorted keys under a prefix
+- `delete(key)`              True when something was removed
+
+Backends may add faster paths behind the same contract (`commit` in one transaction, `put_hint` without fsync).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Final
+
+from ..errors import InvalidKey
+
+# Sentinel for "no compare-and-set": plain overwrite.
+ANY: Final = object()
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,199}")
+
+
+def check_key(key: str) -> str:
+    """Raise InvalidKey unless `key` is `/`-separated segments of [A-Za-z0-9._~-], none starting with a dot."""
+    if not isinstance(key, str) or not key:
+        raise InvalidKey(f"store key {key!r} is empty or not a string; keys are built by safepoint, not users")
+    for part in key.split("/"):
+        if not _SEGMENT.fullmatch(part):
+            raise InvalidKey(
+                f"store key {key!r} has an invalid segment {part!r}: segments are 1-200 characters of "
+                "[A-Za-z0-9._~-] and may not start with a dot"
+            )
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A list prefix is empty or a valid key, optionally ending in `/`."""
+    if prefix:
+        check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+class Store(ABC):
+    """Abstract byte store. Subclasses implement the five primitives; keys are validated here."""
+
+    #: URL this store was opened from (shown by the CLI and in errors).
+    url: str = ""
+    #: False for stores that lose data when the process or server stops (memory, Redis without persistence).
+    durable: bool = True
+
+    # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
+    def get(self, key: str) -> bytes | None:
+        """Return the bytes stored under `key`, or None."""
+        return self._get(check_key(key))
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Atomically create `key`; return False (and change nothing) when it already exists."""
+        return self._put_if_absent(check_key(key), bytes(data))
+
+    def put(self, key: str, data: bytes, *, expect: bytes | None | object = ANY) -> bool:
+        """Write `key`. With `expect`, only if the current value equals it (None: only if absent)."""
+        return self._put(check_key(key), bytes(data), expect)
+
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys starting with `prefix`, sorted."""
+        return self._list(check_prefix(prefix))
+
+    def delete(self, key: str) -> bool:
+        """Remove `key`; return whether it existed."""
+        return self._delete(check_key(key))
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _put_if_absent(self, key: str, data: bytes) -> bool: ...
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes, expect: bytes | None | object) -> bool: ...
+
+    @abstractmethod
+    def _list(self, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    def _delete(self, key: str) -> bool: ...
+
+    # --- optional fast paths with default implementations ---------------------------------------
+    def exists(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def put_hint(self, key: str, data: bytes) -> None:
+        """Write a value that may be lost in a crash (a head hint): readers must tolerate stale or missing."""
+        self.put(key, data)
+
+    def commit(
+        self,
+        objects: Iterable[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: Iterable[tuple[str, bytes]] = (),
+    ) -> bool:
+        """Write immutable `objects` (if absent), then atomically create `key`; hints only if that won.
+
+        Returns False when `key` already existed; objects written before that are harmless orphans that
+        garbage collection removes. Backends with transactions override this to do it all at once.
+        """
+        for object_key, object_data in objects:
+            self.put_if_absent(object_key, object_data)
+        if not self.put_if_absent(key, data):
+            return False
+        for hint_key, hint_data in hints:
+            self.put_hint(hint_key, hint_data)
+        return True
+
+    def sweep(self) -> int:
+        """Remove leftovers of interrupted writes (temp files); return how many. Nothing to do by default."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
