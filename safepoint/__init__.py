@@ -1,13 +1,13 @@
 """safepoint: durable checkpoints for AI agents.
 
-    import safepoint as sp
+import safepoint as sp
 
-    store = sp.open()                                  # $SAFEPOINT_STORE or ./.safepoint
-    with store.session("report-42", agent="researcher") as s:
-        if s.is_new:
-            s.state.mission.goal = "Write a market report"
-        s.state.mission.done.append("collected sources")
-        s.save(step="collect")                         # durable when it returns
+store = sp.open()                                  # $SAFEPOINT_STORE or ./.safepoint
+with store.session("report-42", agent="researcher") as s:
+    if s.is_new:
+        s.state.mission.goal = "Write a market report"
+    s.state.mission.done.append("collected sources")
+    s.save(step="collect")                         # durable when it returns
 """
 
 from .errors import (

@@ -30,7 +30,6 @@ from .errors import (
     CorruptCheckpoint,
     InvalidSessionId,
     SchemaTooNew,
-    SessionNotFound,
 )
 from .model import FORMAT, Checkpoint, SessionInfo, Status
 from .stores.base import Store

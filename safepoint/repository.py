@@ -6,11 +6,13 @@ import importlib
 import os
 import re
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
 
-from . import artifacts, codec, delta
+from . import artifacts, bundle, codec, delta, maintenance
 from .errors import InvalidState, SafepointError, SessionNotFound
 from .history import Chain, check_session_id, to_checkpoint
 from .migrations import Migrations
@@ -165,6 +167,40 @@ class Repository:
     def open_artifact(self, ref: str) -> IO[bytes]:
         return artifacts.open_artifact(self.store, ref)
 
+    # --- maintenance and portability ---------------------------------------------------------------
+    def fsck(self, progress: maintenance.Progress | None = None) -> maintenance.FsckReport:
+        """Verify every checkpoint and object; report what is damaged and which checkpoints it breaks."""
+        return maintenance.fsck(self.store, progress)
+
+    def gc(
+        self,
+        *,
+        keep_last: int | None = None,
+        newer_than: datetime | None = None,
+        dry_run: bool = False,
+        progress: maintenance.Progress | None = None,
+    ) -> maintenance.GcReport:
+        """Apply retention (optional) and delete what no checkpoint references. Run it with no writer active."""
+        return maintenance.gc(
+            self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress
+        )
+
+    def last_good(self, session_id: str) -> int | None:
+        """The newest checkpoint of a session that loads without error (to fall back to after corruption)."""
+        self._chain(session_id)
+        return maintenance.last_good(self.store, session_id)
+
+    def export_session(self, session_id: str, path: str | os.PathLike[str]) -> Path:
+        """Write one session, with its history, objects and artifacts, to a single portable file."""
+        self._chain(session_id)
+        return bundle.export_session(self.store, session_id, path)
+
+    def import_session(self, path: str | os.PathLike[str], *, as_id: str | None = None) -> SessionInfo:
+        """Import a bundle written by `export_session`, optionally under a new id."""
+        if as_id is not None:
+            check_session_id(as_id)
+        return self.info(bundle.import_session(self.store, path, as_id=as_id))
+
     # --- helpers ---------------------------------------------------------------------------------------
     def _chain(self, session_id: str) -> Chain:
         chain = Chain(self.store, session_id)
@@ -237,5 +273,3 @@ def _import_schema(name: str | None) -> type[BaseModel] | None:
     except (ImportError, AttributeError, ValueError):
         return None
     return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
-
-

@@ -164,9 +164,7 @@ class Session:
         self._seq, self._attempt = head, None
 
     # --- artifacts ----------------------------------------------------------------------------------
-    def put_artifact(
-        self, name: str, source: artifacts.Source, media_type: str | None = None
-    ) -> ArtifactRef:
+    def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
         """Store a large file apart from the state and list it in `state.artifacts` (replacing same name)."""
         ref = artifacts.put_artifact(self._repo.store, name, source, media_type)
         items = self.state.artifacts if isinstance(self.state, BaseModel) else self.state.setdefault("artifacts", [])

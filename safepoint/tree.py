@@ -93,9 +93,7 @@ class TreeWriter:
             sizes = [_size(value[k]) + len(k) + 4 for k in keys]
             groups = list(_pages(keys, [k.encode() for k in keys], sizes)) if sum(sizes) > NODE_MAX else []
             if len(groups) > 1:
-                return self._index(
-                    "d", [self._put(self._node({k: value[k] for k in group}, n)) for group, n in groups]
-                )
+                return self._index("d", [self._put(self._node({k: value[k] for k in group}, n)) for group, n in groups])
             return self._graft(dict(value), ((k, value[k]) for k in keys), sizes)
         return {"k": "v", "v": value}
 

@@ -1,8 +1,8 @@
 """Byte-level stores, opened from a URL.
 
-    ./.safepoint  or  file:///abs/path     FileStore (the embedded default)
-    memory://  or  memory://name           MemoryStore
-    sqlite:///relative.db  sqlite:////abs.db  SQLiteStore
+./.safepoint  or  file:///abs/path     FileStore (the embedded default)
+memory://  or  memory://name           MemoryStore
+sqlite:///relative.db  sqlite:////abs.db  SQLiteStore
 """
 
 from __future__ import annotations

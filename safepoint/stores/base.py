@@ -123,7 +123,7 @@ class Store(ABC):
         """Remove leftovers of interrupted writes (temp files); return how many. Nothing to do by default."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing open
         """Release connections and file handles."""
 
     def __enter__(self) -> Store:
