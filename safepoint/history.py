@@ -126,6 +126,9 @@ class Chain:
         )
 
     def create(self, agent: str | None, tags: list[str], parent: dict[str, Any] | None) -> bool:
+        """Write the session record unless it exists; True when this call created it."""
+        if self.exists():
+            return False
         doc = {
             "format": FORMAT,
             "id": self.id,

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs safepoint with its test dependencies into ./.venv and runs the whole test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# strace injects disk-full and I/O errors into real saves (tests/test_faults.py).
+if ! command -v strace >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq strace >/dev/null 2>&1 || (apt-get update -qq >/dev/null && apt-get install -y -qq strace >/dev/null)
+  else
+    echo "note: strace is not installed; the fault-injection tests will be skipped (install it: apt-get install strace)"
+  fi
+fi
+
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+python -m pip install -q -e '.[test]'
+python -m ruff check safepoint tests benchmarks
+python -m pytest -q -p no:cacheprovider "$@"
