@@ -1,0 +1,27 @@
+"""The README's Python snippets run top to bottom, so the quick tour cannot rot."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_snippets_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["checkpoint"].seq == 1
+    assert namespace["fork"].parent == {"session": "report-42", "seq": 1}
+
+
+def test_readme_names_the_two_setup_commands_and_ci_uses_the_test_one():
+    text = README.read_text()
+    assert "safepoint demo" in text
+    assert "bash scripts/test.sh" in text
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci
