@@ -41,14 +41,17 @@ def export_session(store: Store, session_id: str, path: str | os.PathLike[str]) 
     keys = [chain.info_key] + [chain.commit_key(seq) for seq in records] + sorted(live)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial")
-    with tarfile.open(tmp, "w") as archive:
-        _add(archive, _MANIFEST, codec.dumps({"bundle": BUNDLE_FORMAT, "format": FORMAT, "session": session_id}))
-        for key in keys:
-            blob = store.get(key)
-            if blob is None:
-                raise CorruptCheckpoint(key, "missing while exporting; run `safepoint fsck`")
-            _add(archive, key, blob)
-    os.replace(tmp, target)
+    try:
+        with tarfile.open(tmp, "w") as archive:
+            _add(archive, _MANIFEST, codec.dumps({"bundle": BUNDLE_FORMAT, "format": FORMAT, "session": session_id}))
+            for key in keys:
+                blob = store.get(key)
+                if blob is None:
+                    raise CorruptCheckpoint(key, "missing while exporting; run `safepoint fsck`")
+                _add(archive, key, blob)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 

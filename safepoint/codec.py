@@ -1,7 +1,8 @@
 """Canonical JSON, checksums and the sealed envelope every stored blob travels in.
 
 Envelope: b"SP" | version (1 byte) | codec (b"j" raw, b"z" zstd) | sha256 of the decoded payload (32 bytes) | body.
-The checksum covers the decoded bytes, so a flipped bit anywhere (header, body, compression frame) is caught.
+The checksum covers the decoded bytes, so a flipped bit anywhere (header, body, compression frame) is caught,
+or, for the few frame bits zstd ignores, is harmless: unseal never returns bytes other than those sealed.
 """
 
 from __future__ import annotations
@@ -85,9 +86,9 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
     while id(value) not in seen:
         seen.add(id(value))
         if isinstance(value, dict):
-            bad_key = next((k for k in value if not isinstance(k, str)), None)
-            if bad_key is not None:
-                return f"{path}[{bad_key!r}]", bad_key
+            bad_keys = [k for k in value if not isinstance(k, str)]
+            if bad_keys:  # a list, not next(..., None): None itself may be the bad key
+                return f"{path}[{bad_keys[0]!r}]", bad_keys[0]
             child = next(((k, v) for k, v in value.items() if not _fits(v)), None)
             if child is None:
                 return path, value
@@ -124,14 +125,26 @@ def unseal(blob: bytes, key: str) -> bytes:
     if codec == _RAW:
         payload = body
     elif codec == _ZSTD:
-        try:
-            payload = _zstd()[1].decompress(body)
-        except zstandard.ZstdError as exc:
-            raise CorruptCheckpoint(key, f"compressed body does not decode ({exc})") from None
+        payload = _decompress(body, key)
     else:
         raise CorruptCheckpoint(key, f"unknown codec {codec!r}")
     if hashlib.sha256(payload).digest() != digest:
         raise CorruptCheckpoint(key, "checksum mismatch")
+    return payload
+
+
+def _decompress(body: bytes, key: str) -> bytes:
+    # Streaming, not one-shot `decompress`: that allocates the size the frame header claims up front, and a
+    # damaged header may claim exabytes (MemoryError). A stream only grows its output as real data comes out.
+    stream = _zstd()[1].decompressobj()
+    try:
+        payload = stream.decompress(body)
+    except zstandard.ZstdError as exc:
+        raise CorruptCheckpoint(key, f"compressed body does not decode ({exc})") from None
+    if not stream.eof:
+        raise CorruptCheckpoint(key, "compressed body is truncated")
+    if stream.unused_data:
+        raise CorruptCheckpoint(key, f"{len(stream.unused_data)} stray bytes after the compressed body")
     return payload
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 Path = list[str | int]
+_BLOCK = 64
 Op = list[Any]
 
 
@@ -38,6 +39,8 @@ def _diff(old: Any, new: Any, path: Path, ops: list[Op]) -> None:
         for key, value in new.items():
             if key not in old:
                 ops.append(["s", [*path, key], value])
+            elif type(value) is list and type(old[key]) is list:
+                _diff_list(old[key], value, [*path, key], ops)  # its scan finds equality as fast as == would
             elif not _same(old[key], value):
                 _diff(old[key], value, [*path, key], ops)
     elif type(old) is list and type(new) is list:
@@ -49,13 +52,19 @@ def _diff(old: Any, new: Any, path: Path, ops: list[Op]) -> None:
 def _diff_list(old: list[Any], new: list[Any], path: Path, ops: list[Op]) -> None:
     n, m = len(old), len(new)
     limit = min(n, m)
+    # Skip equal runs a block at a time: slice comparison runs in C, a Python loop per item would not.
     start = 0
+    while start + _BLOCK <= limit and old[start : start + _BLOCK] == new[start : start + _BLOCK]:
+        start += _BLOCK
     while start < limit and _same(old[start], new[start]):
         start += 1
     if start == n == m:
         return
     end = 0  # length of the common suffix, not overlapping the prefix
-    while end < limit - start and _same(old[n - 1 - end], new[m - 1 - end]):
+    room = limit - start
+    while end + _BLOCK <= room and old[n - end - _BLOCK : n - end] == new[m - end - _BLOCK : m - end]:
+        end += _BLOCK
+    while end < room and _same(old[n - 1 - end], new[m - 1 - end]):
         end += 1
     if n == m:
         # Same length: recurse into each changed item so an edit inside one item stays small.

@@ -53,8 +53,8 @@ class CorruptCheckpoint(SafepointError):
         self.key = key
         self.reason = reason
         super().__init__(
-            f"corrupt object {key}: {reason}; run `safepoint fsck` to list what it breaks, "
-            "and load an earlier checkpoint (seq=...) to fall back to the last good one"
+            f"corrupt object {key}: {reason}; run `safepoint fsck` to see which checkpoints it breaks "
+            "and the last good one to fall back to"
         )
 
 

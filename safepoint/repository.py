@@ -13,7 +13,7 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from . import artifacts, bundle, codec, delta, maintenance
-from .errors import InvalidState, SafepointError, SessionNotFound
+from .errors import CheckpointNotFound, ConflictError, InvalidState, SafepointError, SessionNotFound
 from .history import Chain, check_session_id, to_checkpoint
 from .migrations import Migrations
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
@@ -74,15 +74,14 @@ class Repository:
 
     def sessions(self) -> list[SessionInfo]:
         """Every session in the store, newest activity first."""
-        found = []
-        for key in self.store.list("sessions/"):
-            doc = codec.load_sealed(self.store.get(key) or b"", key)
-            found.append(self.info(doc["id"]))
+        found = [self.info(session_id) for session_id in self.session_ids()]
         return sorted(found, key=lambda i: i.head.created_at if i.head else i.created_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:
-        for key in self.store.list("sessions/"):
-            yield codec.load_sealed(self.store.get(key) or b"", key)["id"]
+        """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
+        for _key, session_id in maintenance.session_ids(self.store):
+            if session_id is not None:
+                yield session_id
 
     def history(self, session_id: str) -> list[Checkpoint]:
         """All checkpoints of a session, oldest first, without their states."""
@@ -92,9 +91,10 @@ class Repository:
     def load(self, session_id: str, seq: int | None = None) -> Checkpoint:
         """A checkpoint with its state as stored (plain JSON); the head when `seq` is None."""
         chain = self._chain(session_id)
-        seq = seq if seq is not None else chain.head_seq()
-        if not seq:
-            raise SessionNotFound(f"session {session_id!r} has no checkpoints yet")
+        if seq is None:
+            seq = chain.head_seq()
+            if seq == 0:
+                raise CheckpointNotFound(f"session {session_id!r} has no checkpoints yet")
         record, state = chain.load(seq)
         return to_checkpoint(record, state)
 
@@ -123,42 +123,45 @@ class Repository:
         return self.info(new_id)
 
     # --- manual edits, audited ------------------------------------------------------------------------
-    def replace_state(self, session_id: str, state: Any, *, how: str = "edit") -> Checkpoint:
-        """Commit `state` as a new head, marked as a manual edit (validated against the session's schema)."""
+    def replace_state(
+        self, session_id: str, state: Any, *, how: str = "edit", expect_seq: int | None = None
+    ) -> Checkpoint:
+        """Commit `state` as a new head, marked as a manual edit (validated against the session's schema).
+
+        With `expect_seq`, refuse (ConflictError) if the head has moved past the checkpoint the edit started from.
+        """
         head = self.load(session_id)
+        if expect_seq is not None and head.seq != expect_seq:
+            raise ConflictError(
+                f"session {session_id!r} moved from seq {expect_seq} to {head.seq} while it was being edited; "
+                "nothing was committed: redo the edit on the new head"
+            )
         validate_state(head, state)
-        chain = self._chain(session_id)
-        return chain.commit(
-            state,
-            seq=head.seq + 1,
-            parent=head.seq,
-            step=head.step,
-            status=head.status,
-            schema_version=head.schema_version,
-            meta={"manual_edit": True, "how": how, "schema": head.meta.get("schema")},
-            previous=None,
-        ).checkpoint
+        return (
+            self._chain(session_id)
+            .commit(
+                state,
+                seq=head.seq + 1,
+                parent=head.seq,
+                step=head.step,
+                status=head.status,
+                schema_version=head.schema_version,
+                meta={"manual_edit": True, "how": how, "schema": head.meta.get("schema")},
+                previous=None,
+            )
+            .checkpoint
+        )
+
+    def set_values(self, session_id: str, values: dict[str, Any]) -> Checkpoint:
+        """Set values inside the head state (`{"data.notes[0]": "x", "mission.goal": "y"}`) as one audited edit."""
+        head = self.load(session_id)
+        for path, value in values.items():
+            _assign(head.state, path, value, session_id)
+        return self.replace_state(session_id, head.state, how="set " + ", ".join(values), expect_seq=head.seq)
 
     def set_value(self, session_id: str, path: str, value: Any) -> Checkpoint:
         """Set one value inside the head state (`data.notes[0]`, `mission.goal`) as an audited edit."""
-        state = self.load(session_id).state
-        steps = parse_path(path)
-        target = state
-        try:
-            for step in steps[:-1]:
-                target = target[step]
-            if isinstance(target, list) and isinstance(steps[-1], int):
-                target[steps[-1]] = value
-            elif isinstance(target, dict) and isinstance(steps[-1], str):
-                target[steps[-1]] = value
-            else:
-                raise TypeError
-        except (KeyError, IndexError, TypeError):
-            raise InvalidState(
-                f"cannot set {path!r} in session {session_id!r}: the path does not lead into the state; "
-                "see `safepoint show` for its shape"
-            ) from None
-        return self.replace_state(session_id, state, how=f"set {path}")
+        return self.set_values(session_id, {path: value})
 
     # --- artifacts ---------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
@@ -252,6 +255,24 @@ def parse_path(path: str) -> list[str | int]:
     if not steps:
         raise InvalidState(f"path {path!r} names no value inside the state")
     return steps
+
+
+def _assign(state: Any, path: str, value: Any, session_id: str) -> None:
+    steps = parse_path(path)
+    target = state
+    try:
+        for step in steps[:-1]:
+            target = target[step]
+        last = steps[-1]
+        fits = isinstance(last, int) if isinstance(target, list) else isinstance(target, dict) and isinstance(last, str)
+        if not fits:
+            raise TypeError
+        target[last] = value
+    except (KeyError, IndexError, TypeError):
+        raise InvalidState(
+            f"cannot set {path!r} in session {session_id!r}: the path does not lead into the state; "
+            "see `safepoint show` for its shape"
+        ) from None
 
 
 def validate_state(head: Checkpoint, state: Any) -> None:

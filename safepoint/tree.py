@@ -24,12 +24,12 @@ from . import codec
 from .errors import CorruptCheckpoint
 
 # A child bigger than this (encoded) becomes its own object instead of staying inline in its parent.
-INLINE_MAX = 8 * 1024
+INLINE_MAX = 64 * 1024
 # A list, dict or string bigger than this is split into pages.
 NODE_MAX = 64 * 1024
 # Page sizes (encoded bytes): a boundary may fall after PAGE_MIN, must fall by PAGE_MAX.
-PAGE_MIN = 4 * 1024
-PAGE_MAX = 32 * 1024
+PAGE_MIN = 16 * 1024
+PAGE_MAX = 64 * 1024
 # A page boundary falls after an item whose checksum is divisible by this (once PAGE_MIN is reached).
 PAGE_DIVISOR = 4
 # Index nodes ("l"/"d"/"s") hold about this many child hashes; more are grouped into another level.
@@ -82,7 +82,8 @@ class TreeWriter:
             pieces = [value[i : i + STRING_PIECE] for i in range(0, len(value), STRING_PIECE)]
             return self._index("s", [self._put({"k": "v", "v": p}) for p in pieces])
         if isinstance(value, list):
-            encoded = [orjson.dumps(item) for item in value]
+            # Canonical bytes (sorted keys): page boundaries must not depend on the order keys were inserted.
+            encoded = [orjson.dumps(item, option=orjson.OPT_SORT_KEYS) for item in value]
             sizes = [len(e) for e in encoded]
             pages = list(_pages(value, encoded, sizes)) if size > NODE_MAX else []
             if len(pages) > 1:
