@@ -270,8 +270,11 @@ def _encode_ops(ops: list[delta.Op]) -> bytes:
     except Exception:
         # Name the path inside the state, not inside the operation list.
         for op in ops:
-            if op[0] in ("s", "x"):
-                codec.dumps(op[-1], root=delta.format_path(op[1]))
+            if op[0] == "s":
+                codec.dumps(op[2], root=delta.format_path(op[1]))
+            elif op[0] == "x":
+                for offset, item in enumerate(op[4]):
+                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset]))
         raise
 
 

@@ -13,8 +13,8 @@ store = sp.open(url)
 session = store.session(session_id, schema=dict)
 session.state["n"] += 1
 session.state["log"].append("entry %d " % session.state["n"] + "y" * 3000)
-if len(sys.argv) > 3:  # force a keyframe so objects are written too
-    session.state["big"] = ["z" * 1000 + str(i) for i in range(200)]
+if len(sys.argv) > 3:  # a big new part: a keyframe with dozens of objects (the batched, syncfs path)
+    session.state["big"] = ["z" * 1000 + str(i) for i in range(2000)]
 try:
     session.save(step="faulty")
 except sp.StorageError:

@@ -34,8 +34,10 @@ FILE_FAULTS = [
     ("fsync", "EIO", 1, False),
     ("fsync", "ENOSPC", 1, False),
     ("fsync", "EIO", 2, False),
-    ("fsync", "EIO", 3, True),
+    ("fsync", "EIO", 2, True),
     ("linkat,link", "EIO", 1, False),
+    ("linkat,link", "ENOSPC", 5, True),
+    ("syncfs", "EIO", 1, True),
 ]
 SQLITE_FAULTS = [
     ("pwrite64", "ENOSPC", 1, False),

@@ -40,6 +40,13 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_bytes(data: object, key: str) -> bytes:
+    """Values are bytes-like; anything else (an int would become that many zero bytes) is refused."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"value for store key {key!r} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def check_prefix(prefix: str) -> str:
     """A list prefix is empty or a valid key, optionally ending in `/`."""
     if prefix:
@@ -62,11 +69,11 @@ class Store(ABC):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Atomically create `key`; return False (and change nothing) when it already exists."""
-        return self._put_if_absent(check_key(key), bytes(data))
+        return self._put_if_absent(check_key(key), check_bytes(data, key))
 
     def put(self, key: str, data: bytes, *, expect: bytes | None | object = ANY) -> bool:
         """Write `key`. With `expect`, only if the current value equals it (None: only if absent)."""
-        return self._put(check_key(key), bytes(data), expect)
+        return self._put(check_key(key), check_bytes(data, key), expect)
 
     def list(self, prefix: str = "") -> list[str]:
         """All keys starting with `prefix`, sorted."""
@@ -111,6 +118,9 @@ class Store(ABC):
         Returns False when `key` already existed; objects written before that are harmless orphans that
         garbage collection removes. Backends with transactions override this to do it all at once.
         """
+        objects, hints = list(objects), list(hints)
+        for checked in [key, *(k for k, _ in objects), *(k for k, _ in hints)]:
+            check_key(checked)  # all keys first: never commit and then fail on a bad hint key
         for object_key, object_data in objects:
             self.put_if_absent(object_key, object_data)
         if not self.put_if_absent(key, data):

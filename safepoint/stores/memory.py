@@ -11,17 +11,17 @@ class MemoryStore(Store):
     """In-process store. Named stores (`memory://name`) are shared within the process; bare `memory://` is private."""
 
     durable = False
-    _named: dict[str, dict[str, bytes]] = {}
+    # name -> (data, lock): handles on one named store share both, so their compare-and-sets exclude each other
+    _named: dict[str, tuple[dict[str, bytes], threading.Lock]] = {}
     _named_lock = threading.Lock()
 
     def __init__(self, name: str = "") -> None:
         self.url = f"memory://{name}"
         if name:
             with self._named_lock:
-                self._data = self._named.setdefault(name, {})
+                self._data, self._lock = self._named.setdefault(name, ({}, threading.Lock()))
         else:
-            self._data = {}
-        self._lock = threading.Lock()
+            self._data, self._lock = {}, threading.Lock()
 
     def _get(self, key: str) -> bytes | None:
         return self._data.get(key)

@@ -1,0 +1,238 @@
+"""`sqlite:///path.db`: every key a row of one SQLite table. One file, many threads and processes.
+
+The database runs in WAL mode with `synchronous=FULL`, so a committed write survives a power cut, readers never
+block the writer, and writers from other processes wait up to BUSY_TIMEOUT_SECONDS for the lock. Each thread
+gets its own connection. `commit` writes objects, the commit key and the hints in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from ..errors import SchemaTooNew, StorageError
+from .base import ANY, Store, check_bytes, check_key
+
+#: Version of the table layout below; a store written by a newer layout refuses to open.
+FORMAT_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 60.0
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+
+# Keyed by the primary result code (`SQLITE_IOERR_WRITE` -> `SQLITE_IOERR`).
+_ADVICE = {
+    "SQLITE_FULL": "free disk space and retry",
+    "SQLITE_BUSY": f"another process held the write lock for over {BUSY_TIMEOUT_SECONDS:.0f} s; retry",
+    "SQLITE_LOCKED": "another connection holds a conflicting lock; retry",
+    "SQLITE_READONLY": "the database file or its directory is read-only; check the permissions",
+    "SQLITE_IOERR": "the disk reported an I/O error; check it before retrying",
+    "SQLITE_CANTOPEN": "check that the directory exists and is writable",
+    "SQLITE_PERM": "check the permissions of the database file",
+    "SQLITE_NOTADB": "the file is not a SQLite database; point safepoint at another path",
+    "SQLITE_CORRUPT": "the database file is damaged; restore it from a backup",
+}
+
+
+class SQLiteStore(Store):
+    """Keys as rows of a SQLite table in WAL mode; durable, safe across threads and processes."""
+
+    durable = True
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        # Nothing touches the disk here: the file (and its directory) appear on the first write.
+        self.path = Path(os.path.abspath(path))
+        self.url = "sqlite:///" + str(self.path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+
+    # --- the primitives -------------------------------------------------------------------------
+    def _get(self, key: str) -> bytes | None:
+        with self._translate("read", key, writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return None
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        with self._translate("create", key):
+            conn = self._connection(writing=True)
+            return conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount == 1
+
+    def _put(self, key: str, data: bytes, expect: bytes | None | object) -> bool:
+        # Each statement runs in its own (autocommit) transaction, which takes the write lock before it reads:
+        # the conditional UPDATE / INSERT OR IGNORE below is a compare-and-set without an explicit BEGIN.
+        with self._translate("write", key):
+            conn = self._connection(writing=True)
+            if expect is ANY:
+                conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, data))
+                return True
+            if expect is None:
+                return conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount == 1
+            if not isinstance(expect, bytes | bytearray | memoryview):
+                return False  # no stored value can equal it
+            sql = "UPDATE kv SET value = ? WHERE key = ? AND value = ?"
+            return conn.execute(sql, (data, key, bytes(expect))).rowcount == 1
+
+    def _list(self, prefix: str) -> list[str]:
+        with self._translate("list", prefix or "<all keys>", writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return []
+            if not prefix:
+                rows = conn.execute("SELECT key FROM kv ORDER BY key")
+            else:
+                # Keys are ASCII and compare bytewise, so [prefix, prefix with its last char + 1) is the range.
+                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                rows = conn.execute("SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper))
+            return [key for (key,) in rows]
+
+    def _delete(self, key: str) -> bool:
+        with self._translate("delete", key):
+            conn = self._connection(writing=False)
+            return conn is not None and conn.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount == 1
+
+    # --- fast paths -----------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists, without reading its value."""
+        key = check_key(key)
+        with self._translate("read", key, writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return False
+            return conn.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
+
+    def commit(
+        self,
+        objects: Iterable[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: Iterable[tuple[str, bytes]] = (),
+    ) -> bool:
+        """Create `key`, its objects and hints in one transaction; when `key` exists, write nothing."""
+        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
+        key, data = check_key(key), check_bytes(data, key)
+        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
+        with self._translate("commit", key):
+            conn = self._connection(writing=True)
+            with self._transaction(conn):
+                if conn.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None:
+                    return False  # rolled back: nothing written
+                conn.execute("INSERT INTO kv VALUES (?, ?)", (key, data))
+                conn.executemany("INSERT OR IGNORE INTO kv VALUES (?, ?)", objects)
+                conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", hints)
+                conn.execute("COMMIT")
+            return True
+
+    def close(self) -> None:
+        """Close every thread's connection; the store reopens them on next use."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._local = threading.local()
+        for conn in connections:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _connection(self, *, writing: bool) -> sqlite3.Connection | None:
+        """This thread's connection; None when reading a database that does not exist yet."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        if not writing and not self.path.exists():
+            return None
+        if writing:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, we issue BEGIN IMMEDIATE ourselves when one statement is not enough.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        with self._connections_lock:
+            self._connections.append(conn)
+        local.conn, local.pid = conn, os.getpid()  # a forked child must not reuse its parent's connection
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Set the pragmas; create the tables and check the format version of the file."""
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        self._use_wal(conn)
+        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+        except sqlite3.OperationalError:  # no such table: a new database
+            row = None
+        if row is None:
+            with self._transaction(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(FORMAT_VERSION),))
+                conn.execute("COMMIT")
+            row = conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+        if int(row[0]) > FORMAT_VERSION:
+            raise SchemaTooNew(
+                f"SQLite store {self.path} has format {row[0]}, newer than this safepoint reads "
+                f"({FORMAT_VERSION}); upgrade safepoint to open it"
+            )
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode (persistent, so once per file), waiting out other processes doing it."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                # The switch needs an exclusive lock and SQLite returns BUSY at once instead of waiting:
+                # another process is opening this new file right now.
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if mode != "wal":
+                raise StorageError(
+                    f"cannot open {self.url}: SQLite refused WAL mode (got {mode!r}); "
+                    "put the database on a local filesystem"
+                )
+            return
+
+    @staticmethod
+    @contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+        """BEGIN IMMEDIATE (take the write lock now); roll back unless the body COMMITs."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+
+    @contextmanager
+    def _translate(self, operation: str, key: str, *, writing: bool = True) -> Iterator[None]:
+        """Turn sqlite3 and OS errors into StorageError naming the operation, the key and what to do next."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            primary = "_".join(name.split("_")[:2])
+            advice = _ADVICE.get(primary, "check the database file and the disk, then retry")
+            if writing:
+                advice += "; the previous checkpoint is untouched"
+            raise StorageError(f"cannot {operation} key {key!r} in {self.url}: {exc}; {advice}") from exc
