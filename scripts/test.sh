@@ -17,5 +17,5 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q -e '.[test]'
-python -m ruff check safepoint tests benchmarks
+python -m ruff check .
 python -m pytest -q -p no:cacheprovider "$@"
