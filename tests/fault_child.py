@@ -12,7 +12,7 @@ url, session_id = sys.argv[1], sys.argv[2]
 store = sp.open(url)
 session = store.session(session_id, schema=dict)
 session.state["n"] += 1
-session.state["log"].append("entry %d " % session.state["n"] + "y" * 3000)
+session.state["log"].append(f"entry {session.state['n']} " + "y" * 3000)
 if len(sys.argv) > 3:  # a big new part: a keyframe with dozens of objects (the batched, syncfs path)
     session.state["big"] = ["z" * 1000 + str(i) for i in range(2000)]
 try:

@@ -54,7 +54,7 @@ def _prepare(url: str) -> sp.Checkpoint:
         s.state.update(n=0, log=[])
         for _ in range(3):
             s.state["n"] += 1
-            s.state["log"].append("entry %d" % s.state["n"])
+            s.state["log"].append(f"entry {s.state['n']}")
             head = s.save(step="healthy")
     return head
 
