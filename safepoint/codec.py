@@ -93,7 +93,7 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
             if child is None:
                 return path, value
             key, value = child
-            path = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+            path = (f"{path}.{key}" if path else key) if key.isidentifier() else f"{path}[{key!r}]"
         elif isinstance(value, list | tuple):
             child = next(((i, v) for i, v in enumerate(value) if not _fits(v)), None)
             if child is None:

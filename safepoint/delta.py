@@ -182,6 +182,9 @@ def format_path(path: Path, root: str = "state") -> str:
     """`["data", "tools", 3, "callback"]` -> `state.data.tools[3].callback`."""
     out = root
     for step in path:
+        if not out and not isinstance(step, int):
+            out = str(step)
+            continue
         if isinstance(step, int):
             out += f"[{step}]"
         elif step.isidentifier():

@@ -178,28 +178,30 @@ class Chain:
         doc["_checksum"] = codec.payload_digest(blob)
         return doc
 
-    def checkpoint(self, seq: int, state: Any = None) -> Checkpoint:
-        return to_checkpoint(self.record(seq), state)
+    def checkpoint(self, seq: int) -> Checkpoint:
+        return to_checkpoint(self.record(seq))
 
     def history(self) -> Iterator[Checkpoint]:
         for seq in self.seqs():
             yield self.checkpoint(seq)
 
-    def load(self, seq: int) -> tuple[dict[str, Any], Any]:
-        """The record of `seq` and its state, rebuilt from its keyframe and the deltas after it."""
+    def load(self, seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The record of `seq` and its document ({"state", "runtime"}), rebuilt from keyframe and deltas."""
         top = self.record(seq)
         records = [self.record(s) for s in range(top["base"], seq)] + [top]
         if "root" not in records[0]:
             raise CorruptCheckpoint(self.commit_key(records[0]["seq"]), "keyframe has no state root")
-        state = TreeReader(self.store.get, self.known).read(records[0]["root"])
+        doc = TreeReader(self.store.get, self.known).read(records[0]["root"])
         for rec in records[1:]:
-            state = delta.apply(state, rec["delta"])
-        return top, state
+            doc = delta.apply(doc, rec["delta"])
+        if not isinstance(doc, dict) or "state" not in doc:
+            raise CorruptCheckpoint(self.commit_key(seq), "checkpoint document has no state")
+        return top, doc
 
     # --- writing --------------------------------------------------------------------------------
     def commit(
         self,
-        state: Any,
+        doc: dict[str, Any],
         *,
         seq: int,
         parent: int | None,
@@ -208,10 +210,12 @@ class Chain:
         schema_version: int,
         meta: dict[str, Any],
         previous: Saved | None,
+        lease: int | None = None,
     ) -> Saved:
-        """Commit `state` as checkpoint `seq`; a delta against `previous` when that is cheap, else a keyframe.
+        """Commit `doc` as checkpoint `seq`; a delta against `previous` when that is cheap, else a keyframe.
 
-        `state` must be plain JSON data. Raises ConflictError if `seq` exists already.
+        `doc` is plain JSON: {"state": the user's state, "runtime": safepoint's records of steps, effects,
+        inputs and usage}. `lease` is the fencing token of the writer's lease. ConflictError if `seq` exists.
         """
         record: dict[str, Any] = {
             "format": FORMAT,
@@ -223,12 +227,13 @@ class Chain:
             "status": str(Status(status)),
             "schema_version": schema_version,
             "meta": meta,
+            "lease": lease,
         }
         self.last_attempt = None
         objects: dict[str, bytes] = {}
         ops_bytes = None
         if previous is not None and previous.chain + 1 < KEYFRAME_EVERY:
-            ops_bytes = _encode_ops(delta.diff(previous.base, state))
+            ops_bytes = _encode_ops(delta.diff(previous.base, doc))
             if previous.delta_bytes + len(ops_bytes) > max(DELTA_BUDGET, previous.keyframe_size):
                 ops_bytes = None
         if ops_bytes is not None:
@@ -237,13 +242,13 @@ class Chain:
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
             record.update(base=keyframe_seq, delta=codec.loads(ops_bytes))
         else:
-            snapshot = codec.dumps(state)
+            snapshot = codec.dumps(doc, root="")
             base, size = codec.loads(snapshot), len(snapshot)
             writer = TreeWriter(self.store.exists, self.known)
             record.update(base=seq, root=writer.root(base))
             objects = writer.new_objects
             keyframe_seq, chain, spent = seq, 0, 0
-        record.update(since=spent, size=size, artifacts=artifact_refs(state))
+        record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
         sealed = codec.seal(codec.dumps(record))
         self.last_attempt = codec.payload_digest(sealed)
         if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [(self.head_key, str(seq).encode())]):
@@ -258,10 +263,10 @@ class Chain:
         record["_checksum"] = codec.payload_digest(sealed)
         return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size)
 
-    def resume_point(self, record: dict[str, Any], state: Any) -> Saved:
+    def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
         chain = record["seq"] - record["base"]
-        return Saved(to_checkpoint(record), state, record["base"], chain, record["since"], record["size"])
+        return Saved(to_checkpoint(record), doc, record["base"], chain, record["since"], record["size"])
 
 
 def _encode_ops(ops: list[delta.Op]) -> bytes:
@@ -271,10 +276,10 @@ def _encode_ops(ops: list[delta.Op]) -> bytes:
         # Name the path inside the state, not inside the operation list.
         for op in ops:
             if op[0] == "s":
-                codec.dumps(op[2], root=delta.format_path(op[1]))
+                codec.dumps(op[2], root=delta.format_path(op[1], root=""))
             elif op[0] == "x":
                 for offset, item in enumerate(op[4]):
-                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset]))
+                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
         raise
 
 
@@ -290,7 +295,7 @@ def artifact_refs(state: Any) -> list[str]:
     return sorted(set(found))
 
 
-def to_checkpoint(record: dict[str, Any], state: Any = None) -> Checkpoint:
+def to_checkpoint(record: dict[str, Any], doc: dict[str, Any] | None = None) -> Checkpoint:
     return Checkpoint(
         session=record["session"],
         seq=record["seq"],
@@ -303,5 +308,7 @@ def to_checkpoint(record: dict[str, Any], state: Any = None) -> Checkpoint:
         checksum=record.get("_checksum", ""),
         meta=record.get("meta") or {},
         keyframe="root" in record,
-        state=state,
+        lease=record.get("lease"),
+        state=doc["state"] if doc else None,
+        runtime=doc.get("runtime", {}) if doc else {},
     )

@@ -75,7 +75,11 @@ class AgentState(_Part):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One immutable snapshot of a session. `state` is filled when the checkpoint was loaded with its state."""
+    """One immutable snapshot of a session.
+
+    `state` (the agent's state) and `runtime` (safepoint's records of steps, effects, inputs and usage) are
+    filled when the checkpoint was loaded with its contents; `lease` is the fencing token of its writer.
+    """
 
     session: str
     seq: int
@@ -88,7 +92,9 @@ class Checkpoint:
     checksum: str
     meta: dict[str, Any] = field(default_factory=dict)
     keyframe: bool = False
+    lease: int | None = None
     state: Any = None
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_manual_edit(self) -> bool:

@@ -95,12 +95,16 @@ class Repository:
             seq = chain.head_seq()
             if seq == 0:
                 raise CheckpointNotFound(f"session {session_id!r} has no checkpoints yet")
-        record, state = chain.load(seq)
-        return to_checkpoint(record, state)
+        record, doc = chain.load(seq)
+        return to_checkpoint(record, doc)
 
     def diff(self, session_id: str, a: int, b: int) -> list[str]:
-        """A readable structural diff from checkpoint `a` to checkpoint `b` (one line per change)."""
-        return delta.describe(self.load(session_id, a).state, self.load(session_id, b).state)
+        """A readable structural diff from checkpoint `a` to checkpoint `b` (one line per change).
+
+        Paths start with `state.` (the agent's state) or `runtime.` (steps, effects, inputs, usage).
+        """
+        chain = self._chain(session_id)
+        return delta.describe(chain.load(a)[1], chain.load(b)[1], root="")
 
     def fork(self, session_id: str, *, at: int | None = None, new_id: str | None = None) -> SessionInfo:
         """Start a new session from checkpoint `at` (default: the head); it records where it came from."""
@@ -111,7 +115,7 @@ class Repository:
         if not chain.create(self.info(session_id).agent, self.info(session_id).tags, origin):
             raise SafepointError(f"cannot fork into {new_id!r}: a session with that id exists; pick another --as")
         chain.commit(
-            source.state,
+            {"state": source.state, "runtime": source.runtime},
             seq=1,
             parent=None,
             step=source.step,
@@ -140,7 +144,7 @@ class Repository:
         return (
             self._chain(session_id)
             .commit(
-                state,
+                {"state": state, "runtime": head.runtime},
                 seq=head.seq + 1,
                 parent=head.seq,
                 step=head.step,

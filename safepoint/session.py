@@ -81,6 +81,8 @@ class Session:
         self._previous: Saved | None = None
         self._meta_next: dict[str, Any] = {}
         self._attempt: tuple[int, str] | None = None
+        #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
+        self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
         head = self._chain.head_seq()
         self.is_new = head == 0
@@ -91,16 +93,16 @@ class Session:
                 self._chain.record(at)  # raises CheckpointNotFound with the session named
             self.state = self._fresh_state()
             return
-        record, stored = self._chain.load(at if at is not None else head)
+        record, doc = self._chain.load(at if at is not None else head)
         where = f"session {self.id!r} seq {record['seq']}"
         version = record.get("schema_version", 1)
-        plain = self._migrations.upgrade(stored, version, self.schema_version, where=where)
+        plain = self._migrations.upgrade(doc["state"], version, self.schema_version, where=where)
         self.state = from_plain(schema, plain, where)
+        self.runtime = codec.loads(codec.dumps(doc.get("runtime") or {}))  # private copy, like the state
         if version != self.schema_version:
             self._meta_next["migrated_from"] = version
         elif at is None or at == head:
-            self._previous = self._chain.resume_point(record, stored)
-        self._loaded = record
+            self._previous = self._chain.resume_point(record, doc)
 
     def _fresh_state(self) -> Any:
         if self.schema is dict or self.schema is None:
@@ -126,14 +128,14 @@ class Session:
 
     def save(self, step: str | None = None, *, status: Status | str = Status.RUNNING, **meta: Any) -> Checkpoint:
         """Commit the current state as the next checkpoint and return it. Durable when this returns."""
-        plain = to_plain(self.state)
+        doc = {"state": to_plain(self.state), "runtime": self.runtime}
         if self._seq is None:
             self._resync()
         seq = self._seq + 1
         meta = {"schema": schema_name(self.schema), **self._meta_next, **meta}
         try:
             saved = self._chain.commit(
-                plain,
+                doc,
                 seq=seq,
                 parent=self._parent,
                 step=step,

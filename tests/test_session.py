@@ -279,7 +279,7 @@ def test_not_serializable_in_a_dict_state_names_the_path(repo: sp.Repository) ->
     s.state["data"]["tools"].append({"callback": lambda: 0})
     with pytest.raises(NotSerializable) as caught:
         s.save(step="bad")
-    assert "data.tools[3].callback" in caught.value.path
+    assert caught.value.path == "state.data.tools[3].callback"
     assert "data.tools[3].callback" in str(caught.value)
     assert [c.seq for c in repo.history("callbacks")] == [1]
     assert repo.load("callbacks").state == {"data": {"tools": [1, 2, 3]}}
