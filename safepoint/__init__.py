@@ -11,28 +11,57 @@ with store.session("report-42", agent="researcher") as s:
 """
 
 from .errors import (
+    WAITING_EXIT_CODE,
     ArtifactNotFound,
     CheckpointNotFound,
+    ConfigDrift,
     ConflictError,
     CorruptCheckpoint,
+    Interrupted,
+    InvalidAnswer,
     InvalidSessionId,
     InvalidState,
+    LeaseLost,
     MigrationError,
     NotSerializable,
     SafepointError,
     SchemaTooNew,
+    SessionBusy,
     SessionNotFound,
+    StepFailed,
     StorageError,
+    Suspended,
 )
 from .migrations import Migrations
 from .model import AgentState, ArtifactRef, Checkpoint, Mission, ModelConfig, SessionInfo, Status, Tools
 from .repository import Repository, open
+from .runtime.effects import NOT_DONE
+from .runtime.retry import RetryPolicy
+from .runtime.runner import RunResult, agent, run
+from .runtime.steps import report_usage, step
+from .runtime.worker import Worker
 from .session import Session
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NOT_DONE",
+    "WAITING_EXIT_CODE",
     "AgentState",
+    "ConfigDrift",
+    "Interrupted",
+    "InvalidAnswer",
+    "LeaseLost",
+    "RetryPolicy",
+    "RunResult",
+    "SessionBusy",
+    "StepFailed",
+    "Suspended",
+    "Worker",
+    "agent",
+    "report_usage",
+    "run",
+    "step",
     "ArtifactNotFound",
     "ArtifactRef",
     "Checkpoint",

@@ -30,7 +30,8 @@ def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     # zstandard's (de)compressors are not thread-safe: one pair per thread.
     pair = getattr(_local, "zstd", None)
     if pair is None:
-        pair = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
+        # Level 1: a save is on the agent's critical path; level 3 saves ~5% more bytes for ~2x the time.
+        pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
         _local.zstd = pair
     return pair
 
@@ -105,9 +106,12 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
     return path, value  # a container that contains itself
 
 
-def seal(payload: bytes, *, compress: bool = True) -> bytes:
-    """Wrap payload bytes in the checksummed envelope, zstd-compressed when that makes them smaller."""
-    digest = hashlib.sha256(payload).digest()
+def seal(payload: bytes, *, compress: bool = True, digest: bytes | None = None) -> bytes:
+    """Wrap payload bytes in the checksummed envelope, zstd-compressed when that makes them smaller.
+
+    `digest` is the payload's sha256 when the caller already has it (content-addressed objects).
+    """
+    digest = digest or hashlib.sha256(payload).digest()
     if compress and len(payload) >= _COMPRESS_MIN:
         packed = _zstd()[0].compress(payload)
         if len(packed) < len(payload) * 0.9:

@@ -70,6 +70,10 @@ class StorageError(SafepointError, OSError):
     """The backend failed to read or write (disk full, I/O error, lost connection)."""
 
 
+class SafepointWarning(UserWarning):
+    """Something works but is weaker than it looks (a Redis store that keeps nothing on disk...)."""
+
+
 class ArtifactNotFound(SafepointError, KeyError):
     """No artifact with this reference is stored."""
 
@@ -79,3 +83,46 @@ class ArtifactNotFound(SafepointError, KeyError):
 
 class InvalidState(SafepointError, ValueError):
     """A state does not match the session's schema (on load, on edit, or from the CLI)."""
+
+
+class SessionBusy(SafepointError):
+    """Another live worker holds the session's lease."""
+
+
+class LeaseLost(SafepointError):
+    """This worker's lease was taken over (it stalled past its time-to-live); it must stop writing."""
+
+
+class Suspended(SafepointError):
+    """The session waits for something outside the process (a human's answer). Not a failure.
+
+    Raised by `wait_for` after the request is saved; `safepoint.run` turns it into a `waiting` result and the
+    CLI into exit code `WAITING_EXIT_CODE`. The process may exit: nothing is held open while it waits.
+    """
+
+    def __init__(self, session_id: str, name: str, prompt: str) -> None:
+        self.session_id, self.name, self.prompt = session_id, name, prompt
+        super().__init__(
+            f"session {session_id!r} is waiting for {name!r}: {prompt}; answer with "
+            f"`safepoint send {session_id} {name} VALUE`, then `safepoint resume {session_id}`"
+        )
+
+
+class StepFailed(SafepointError):
+    """A durable step failed for good (a permanent error, or transient ones beyond the retry limit)."""
+
+
+class Interrupted(SafepointError):
+    """A shutdown was requested (SIGTERM to a worker): the run stopped between two steps, all saved."""
+
+
+class InvalidAnswer(SafepointError, ValueError):
+    """An answer sent to a waiting session does not fit what it asked for; nothing was changed."""
+
+
+class ConfigDrift(SafepointError):
+    """The model configuration differs from the one recorded, and the policy is to refuse."""
+
+
+#: Process exit code for "waiting for input" (EX_TEMPFAIL): not a failure, resume when answered.
+WAITING_EXIT_CODE = 75

@@ -244,7 +244,7 @@ class Chain:
         else:
             snapshot = codec.dumps(doc, root="")
             base, size = codec.loads(snapshot), len(snapshot)
-            writer = TreeWriter(self.store.exists, self.known)
+            writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
             record.update(base=seq, root=writer.root(base))
             objects = writer.new_objects
             keyframe_seq, chain, spent = seq, 0, 0

@@ -17,6 +17,9 @@ from .errors import CheckpointNotFound, ConflictError, InvalidState, SafepointEr
 from .history import Chain, check_session_id, to_checkpoint
 from .migrations import Migrations
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
+from .runtime import inputs
+from .runtime.leases import DEFAULT_TTL
+from .runtime.retry import RetryPolicy
 from .session import Session, from_plain
 from .stores import Store, open_store
 
@@ -44,8 +47,17 @@ class Repository:
         migrations: Migrations | None = None,
         at: int | None = None,
         create: bool = True,
+        lease: bool = True,
+        lease_ttl: float = DEFAULT_TTL,
+        wait: float | None = None,
+        save_steps: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> Session:
-        """Open a session for writing: create it, or resume from its head (or from checkpoint `at`)."""
+        """Open a session for writing: create it, or resume from its head (or from checkpoint `at`).
+
+        Opening takes the session's lease (`lease=False` to skip): a second writer gets SessionBusy, or waits
+        up to `wait` seconds. `retry` is the default RetryPolicy of its durable steps.
+        """
         chain = Chain(self.store, session_id)
         if not create and not chain.exists():
             raise self._not_found(session_id)
@@ -58,7 +70,21 @@ class Repository:
             schema_version=schema_version,
             migrations=migrations or self.migrations,
             at=at,
+            lease=lease,
+            lease_ttl=lease_ttl,
+            wait=wait,
+            save_steps=save_steps,
+            retry=retry,
         )
+
+    def send(self, session_id: str, name: str, value: Any, *, by: str = "api") -> Checkpoint:
+        """Deliver the answer to a waiting session's question `name` (validated against its schema)."""
+        chain = self._chain(session_id)
+        return chain.checkpoint(inputs.deliver(chain, name, value, by=by))
+
+    def pending_inputs(self, session_id: str) -> dict[str, dict[str, Any]]:
+        """The questions a session waits for, by name (prompt, schema, asked_at)."""
+        return inputs.pending(self.load(session_id).runtime)
 
     def exists(self, session_id: str) -> bool:
         return Chain(self.store, session_id).exists()

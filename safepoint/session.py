@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -12,6 +13,9 @@ from .errors import ConflictError, InvalidState, StorageError
 from .history import Chain, Saved
 from .migrations import Migrations
 from .model import ArtifactRef, Checkpoint, Status
+from .runtime import drift, effects, inputs, steps
+from .runtime.leases import DEFAULT_TTL, Lease
+from .runtime.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -72,9 +76,22 @@ class Session:
         migrations: Migrations | None,
         at: int | None,
         parent: dict[str, Any] | None = None,
+        lease: bool = True,
+        lease_ttl: float = DEFAULT_TTL,
+        wait: float | None = None,
+        save_steps: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._repo = repo
         self._chain = Chain(repo.store, session_id)
+        #: checkpoint after every durable step (`step`); effects and waits always checkpoint
+        self.save_steps = save_steps
+        #: default retry policy of this session's steps (None: no retries unless a step asks)
+        self.retry = retry
+        self.replayed_steps = 0
+        self.saved_usage: dict[str, float] = {}
+        self.call_counts: dict[str, int] = {}
+        self._context_token: Any = None
         self.schema = schema
         self.schema_version = schema_version if schema_version is not None else schema_version_of(schema)
         self._migrations = migrations or Migrations()
@@ -84,6 +101,15 @@ class Session:
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
+        self._lease = Lease(repo.store, self.id, self._chain.segment, ttl=lease_ttl).acquire(wait) if lease else None
+        try:
+            self._open(at)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, at: int | None) -> None:
+        schema = self.schema
         head = self._chain.head_seq()
         self.is_new = head == 0
         self._seq = head  # the seq the next save follows
@@ -134,8 +160,11 @@ class Session:
         seq = self._seq + 1
         meta = {"schema": schema_name(self.schema), **self._meta_next, **meta}
         try:
+            if self._lease is not None:
+                self._lease.check()
             saved = self._chain.commit(
                 doc,
+                lease=self._lease.token if self._lease is not None else None,
                 seq=seq,
                 parent=self._parent,
                 step=step,
@@ -164,6 +193,50 @@ class Session:
                 "error; reopen the session"
             )
         self._seq, self._attempt = head, None
+
+    # --- durable execution (safepoint.runtime) --------------------------------------------------------
+    @property
+    def last_step(self) -> str | None:
+        """The step name of the checkpoint this session continues from: branch on it to jump to where you were."""
+        head = self.head
+        return head.step if head else None
+
+    def step(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` as durable step `name`: once. Later runs get the recorded output back."""
+        return steps.run_step(self, name, fn, args, kwargs, retry)
+
+    def effect(
+        self, key: str, fn: Callable[..., Any], *args: Any, reconcile: Callable[[str], Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run a side effect at most once under idempotency key `key` (see safepoint.runtime.effects)."""
+        return effects.run_effect(self, key, fn, args, kwargs, reconcile)
+
+    def wait_for(self, name: str, *, prompt: str, schema: Any = None) -> Any:
+        """The answer to question `name` if one was delivered; otherwise save the request and raise Suspended."""
+        return inputs.wait_for(self, name, prompt, schema)
+
+    def report_usage(self, tokens: int = 0, cost: float = 0.0, **counts: float) -> None:
+        """Record tokens and cost spent (inside a step: that step's; otherwise the session's totals)."""
+        token = steps.current_session.set(self)
+        try:
+            steps.report_usage(tokens, cost, **counts)
+        finally:
+            steps.current_session.reset(token)
+
+    def configure(
+        self,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        prompts: dict[str, str] | None = None,
+        code_version: str | None = None,
+        on_drift: str = "warn",
+    ) -> list[str]:
+        """Record the model configuration; report a difference from the recorded one by policy."""
+        config = drift.fingerprint(model, temperature, prompts, code_version)
+        return drift.configure(self, config, on_drift)
 
     # --- artifacts ----------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
@@ -196,12 +269,26 @@ class Session:
 
     # --- lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:
-        """Nothing is held open between saves; present for symmetry with later lease-holding sessions."""
+        """Release the lease. The session can be reopened (resumed) any time later."""
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            lease.release()
+
+    def __del__(self) -> None:
+        # A session dropped without close() (`store.session(id).save()`) gives its lease back at once.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown or a store already closed: the lease expires
+            pass
 
     def __enter__(self) -> Session:
+        self._context_token = steps.current_session.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._context_token is not None:
+            steps.current_session.reset(self._context_token)
+            self._context_token = None
         self.close()
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ always gives the same objects, which is what lets forks and later keyframes shar
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,9 +25,9 @@ from . import codec
 from .errors import CorruptCheckpoint
 
 # A child bigger than this (encoded) becomes its own object instead of staying inline in its parent.
-INLINE_MAX = 64 * 1024
+INLINE_MAX = 128 * 1024
 # A list, dict or string bigger than this is split into pages.
-NODE_MAX = 64 * 1024
+NODE_MAX = 128 * 1024
 # Page sizes (encoded bytes): a boundary may fall after PAGE_MIN, must fall by PAGE_MAX.
 PAGE_MIN = 16 * 1024
 PAGE_MAX = 64 * 1024
@@ -51,7 +52,8 @@ def _size(value: Any) -> int:
 class TreeWriter:
     """Encodes values into nodes, collecting the objects that are not yet in the store."""
 
-    def __init__(self, exists: Callable[[str], bool], known: set[str]) -> None:
+    def __init__(self, exists: Callable[[str], bool] | None, known: set[str]) -> None:
+        # `exists` (None: skip the check) avoids rewriting objects a cheap lookup finds already stored.
         self._exists = exists
         self.known = known
         self.new_objects: dict[str, bytes] = {}
@@ -63,14 +65,15 @@ class TreeWriter:
 
     def _put(self, node: Node) -> str:
         payload = codec.dumps(node)
-        digest = codec.sha256(payload)
+        raw_digest = hashlib.sha256(payload).digest()
+        digest = raw_digest.hex()
         self.referenced.add(digest)
         if digest not in self.known and digest not in self.new_objects:
             key = object_key(digest)
-            if self._exists(key):
+            if self._exists is not None and self._exists(key):
                 self.known.add(digest)
             else:
-                self.new_objects[key] = codec.seal(payload)
+                self.new_objects[key] = codec.seal(payload, digest=raw_digest)
         return digest
 
     def _node(self, value: Any, size: int) -> Node:

@@ -10,7 +10,7 @@ import safepoint as sp
 
 url, session_id = sys.argv[1], sys.argv[2]
 store = sp.open(url)
-session = store.session(session_id, schema=dict)
+session = store.session(session_id, schema=dict, lease=False)  # faults aimed at the save alone
 session.state["n"] += 1
 session.state["log"].append(f"entry {session.state['n']} " + "y" * 3000)
 if len(sys.argv) > 3:  # a big new part: a keyframe with dozens of objects (the batched, syncfs path)

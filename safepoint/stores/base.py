@@ -61,6 +61,9 @@ class Store(ABC):
     url: str = ""
     #: False for stores that lose data when the process or server stops (memory, Redis without persistence).
     durable: bool = True
+    #: True when `put_if_absent` of an existing key costs about as little as `exists` (no fsync): writers then
+    #: skip the existence check before writing an object that may already be stored.
+    cheap_create: bool = True
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:

@@ -58,6 +58,7 @@ class FileStore(Store):
     """Keys as files under `root`; durable, safe across threads and processes on one POSIX filesystem."""
 
     durable = True
+    cheap_create = False  # a create writes and fsyncs a temp file before it finds the name taken
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         # Nothing touches the disk here: opening a missing store to read it must not create it.
@@ -92,7 +93,14 @@ class FileStore(Store):
         """Overwrite `key` without fsync: after a crash the old value, the new one or nothing may be there."""
         key = check_key(key)
         with self._translate("write hint", key):
-            self._replace(key, check_bytes(data, key), ANY, sync=False)
+            # No lock: hints are never compared-and-set, and a rename is atomic on its own.
+            path = self.root / key
+            tmp = self._write_temp(path.parent, check_bytes(data, key), sync=False)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _remove_quietly(tmp)
+                raise
 
     def _list(self, prefix: str) -> list[str]:
         head, _, stem = prefix.rpartition("/")

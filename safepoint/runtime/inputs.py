@@ -1,0 +1,92 @@
+"""Questions to a human: the session saves the request, stops, and resumes when the answer is delivered.
+
+    approved = s.wait_for("approve", prompt="Approve this outline?", schema=bool)
+
+The first run saves the request (status `waiting`) and raises `Suspended`: the process may exit, holding
+nothing open, for seconds or for weeks. `safepoint send ID approve true` (or `Repository.send`) checks the
+answer against the schema, records it and marks the session ready; the next run returns the answer here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+from pydantic import BaseModel, TypeAdapter
+
+from .. import codec
+from ..errors import InvalidAnswer, SafepointError, Suspended
+from ..history import Chain
+from ..model import Status
+from .steps import now
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+def json_schema(schema: Any) -> dict[str, Any] | None:
+    """A JSON Schema for what `schema` names: a JSON Schema dict, a pydantic model or a Python type."""
+    if schema is None or isinstance(schema, dict):
+        return schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return TypeAdapter(schema).json_schema()
+
+
+def wait_for(session: Session, name: str, prompt: str, schema: Any = None) -> Any:
+    inputs = session.runtime.setdefault("inputs", {})
+    request = inputs.get(name)
+    if request is not None and "answer" in request:
+        answer = request["answer"]
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            return schema.model_validate(answer)
+        return answer
+    inputs[name] = {"prompt": prompt, "schema": json_schema(schema), "asked_at": now()}
+    session.runtime["ready"] = False
+    session.save(step=f"waiting for {name}", status=Status.WAITING, ready=False)
+    raise Suspended(session.id, name, prompt)
+
+
+def pending(runtime: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Requests still waiting for an answer."""
+    return {name: r for name, r in runtime.get("inputs", {}).items() if "answer" not in r}
+
+
+def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
+    """Record the answer to request `name` of the session's head; returns the new checkpoint's seq."""
+    head = chain.head_seq()
+    if head == 0:
+        raise SafepointError(f"session {chain.id!r} has no checkpoints, so it asked nothing")
+    record, doc = chain.load(head)
+    runtime = doc.setdefault("runtime", {})
+    waiting = pending(runtime)
+    if name not in waiting:
+        asked = ", ".join(sorted(waiting)) or "nothing"
+        raise InvalidAnswer(
+            f"session {chain.id!r} is not waiting for {name!r} (it waits for: {asked}); nothing was changed"
+        )
+    schema = waiting[name].get("schema")
+    if schema is not None:
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path)
+            raise InvalidAnswer(
+                f"answer to {name!r} for session {chain.id!r} refused: {exc.message}"
+                + (f" at {where}" if where else "")
+                + "; nothing was changed"
+            ) from None
+    codec.dumps(value, root=f"answer to {name!r}")
+    waiting[name].update(answer=value, answered_at=now(), by=by)
+    runtime["ready"] = not pending(runtime)
+    saved = chain.commit(
+        doc,
+        seq=head + 1,
+        parent=head,
+        step=f"answered {name}",
+        status=Status(record["status"]),
+        schema_version=record.get("schema_version", 1),
+        meta={"answer": name, "by": by, "ready": runtime["ready"], "schema": record.get("meta", {}).get("schema")},
+        previous=None,
+    )
+    return saved.checkpoint.seq

@@ -1,0 +1,134 @@
+"""Running an agent function in a session: registration, one run to its next stop, and the result.
+
+    @sp.agent("researcher")
+    def research(s: sp.Session) -> str:
+        plan = s.step("plan", llm.plan, s.state.mission.goal)
+        ...
+        return report
+
+    result = sp.run(research, "report-42")      # completed, waiting (for a human), or failed
+
+A run stops when the agent returns (completed), waits for input (waiting: the process may exit), or a step
+fails for good (failed). Running it again resumes from the last checkpoint: recorded steps are replayed,
+not re-run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from ..errors import Interrupted, SafepointError, StepFailed, Suspended
+from ..model import AgentState, Status
+from .steps import now
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+    from ..session import Session
+
+Agent = Callable[["Session"], Any]
+
+#: Agents registered with `@agent`, by name: what `safepoint resume` and `safepoint worker` can run.
+AGENTS: dict[str, Agent] = {}
+
+
+def agent(name: str | None = None, *, schema: Any = AgentState) -> Callable[[Agent], Agent]:
+    """Register `fn(session)` as an agent named `name` (default: the function's name)."""
+
+    def register(fn: Agent) -> Agent:
+        agent_name = name or fn.__name__
+        fn.__safepoint_agent__ = agent_name  # type: ignore[attr-defined]
+        fn.__safepoint_schema__ = schema  # type: ignore[attr-defined]
+        AGENTS[agent_name] = fn
+        return fn
+
+    return register
+
+
+def agent_name(fn: Agent) -> str:
+    return getattr(fn, "__safepoint_agent__", None) or fn.__name__
+
+
+def find_agent(name: str | None, entrypoint: str | None = None) -> Agent:
+    """A registered agent by name, else the recorded `module:function` entry point."""
+    if name and name in AGENTS:
+        return AGENTS[name]
+    if entrypoint:
+        module, _, attr = entrypoint.partition(":")
+        try:
+            target: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as exc:
+            raise SafepointError(
+                f"cannot load agent {name!r} from {entrypoint!r} ({exc}); pass --agents MODULE that registers it"
+            ) from None
+        return target
+    known = ", ".join(sorted(AGENTS)) or "none"
+    raise SafepointError(f"no agent named {name!r} is registered (registered: {known}); pass --agents MODULE")
+
+
+@dataclass
+class RunResult:
+    """How a run stopped."""
+
+    session: str
+    status: Status
+    seq: int
+    value: Any = None
+    waiting_for: list[str] = field(default_factory=list)
+    error: str | None = None
+    replayed_steps: int = 0
+    tokens_saved: float = 0
+    interrupted: bool = False
+
+
+def run(
+    fn: Agent,
+    session_id: str,
+    *,
+    store: Repository | Any = None,
+    schema: Any = None,
+    **session_options: Any,
+) -> RunResult:
+    """Run (or resume) agent `fn` in session `session_id` until it completes, waits or fails."""
+    from ..repository import Repository
+
+    repo = store if isinstance(store, Repository) else Repository(store)
+    name = agent_name(fn)
+    schema = schema or getattr(fn, "__safepoint_schema__", AgentState)
+    with repo.session(session_id, agent=name, schema=schema, **session_options) as s:
+        s.runtime["agent"] = {"name": name, "entrypoint": f"{fn.__module__}:{fn.__qualname__}"}
+        head = s.head
+        if head is not None and head.status == Status.COMPLETED and "result" in s.runtime:
+            return _result(s, Status.COMPLETED, value=s.runtime["result"])
+        try:
+            value = fn(s)
+        except Suspended as waiting:
+            return _result(s, Status.WAITING, waiting_for=[waiting.name])
+        except StepFailed as failure:
+            return _result(s, Status.FAILED, error=str(failure))
+        except Interrupted:
+            return _result(s, Status.RUNNING, interrupted=True)
+        except Exception as exc:
+            s.runtime["error"] = {"error": f"{type(exc).__name__}: {exc}"[:2000], "at": now()}
+            s.save(step=s.last_step, status=Status.FAILED)
+            raise
+        s.runtime["result"] = codec.loads(codec.dumps(value, root="the agent's result"))
+        s.runtime.pop("error", None)
+        s.save(step="completed", status=Status.COMPLETED)
+        return _result(s, Status.COMPLETED, value=s.runtime["result"])
+
+
+def _result(s: Session, status: Status, **fields: Any) -> RunResult:
+    return RunResult(
+        session=s.id,
+        status=status,
+        seq=s.seq,
+        replayed_steps=s.replayed_steps,
+        tokens_saved=s.saved_usage.get("tokens", 0),
+        **fields,
+    )

@@ -1,0 +1,154 @@
+"""Durable steps: each expensive call runs once; its result is recorded and replayed on every later run.
+
+    with store.session("report-42") as s:
+        plan = s.step("plan", llm.plan, topic)          # after a crash: returned from the record, not re-run
+
+    @sp.step()                                          # or decorate: keyed by name and call order
+    def read(path): ...
+
+A step's output must have a JSON form; what the first run returns is what every replay returns (the JSON
+form), so code after a step behaves the same whether the step ran or was replayed. A step is checkpointed
+when it finishes (unless the session was opened with `save_steps=False`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .. import codec
+from ..errors import Interrupted, NotSerializable, StepFailed
+from ..model import Status
+from .retry import NO_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The session a decorated step records into (set while a session is open in this context).
+current_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("safepoint_session", default=None)
+_current_usage: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+    "safepoint_usage", default=None
+)
+
+#: Set by a worker on SIGTERM: no new step starts; the run stops with everything saved.
+shutdown_requested = threading.Event()
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def report_usage(tokens: int = 0, cost: float = 0.0, **counts: float) -> None:
+    """Inside a step: add the tokens (and cost) this call spent. Outside one: added to the session's totals."""
+    usage = _current_usage.get()
+    if usage is not None:
+        _add(usage, tokens=tokens, cost=cost, **counts)
+        return
+    session = current_session.get()
+    if session is not None:
+        _add(session.runtime.setdefault("usage", {}), tokens=tokens, cost=cost, **counts)
+
+
+def _add(target: dict[str, Any], **amounts: float) -> None:
+    for name, amount in amounts.items():
+        if amount:
+            target[name] = target.get(name, 0) + amount
+
+
+def run_step(
+    session: Session,
+    name: str,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    retry: RetryPolicy | None,
+) -> Any:
+    """Return the recorded output of step `name`, or run `fn` (with retries), record it and checkpoint."""
+    steps = session.runtime.setdefault("steps", {})
+    record = steps.get(name)
+    if record is not None and record.get("status") == "done":
+        _count_replay(session, record)
+        return record["output"]
+    if shutdown_requested.is_set():
+        raise Interrupted(f"session {session.id!r}: shutdown requested; stopped before step {name!r}, all saved")
+    policy = retry or session.retry or NO_RETRY
+    previous_attempts = record.get("attempts", 0) if record else 0
+    usage: dict[str, float] = {}
+    token = _current_usage.set(usage)
+
+    def on_retry(attempt: int, exc: BaseException) -> None:
+        steps[name] = {"status": "retrying", "attempts": previous_attempts + attempt, "error": _describe(exc)}
+
+    try:
+        result, attempts = policy.call(fn, args, kwargs, on_retry)
+    except Interrupted:
+        raise
+    except Exception as exc:
+        attempts = steps.get(name, {}).get("attempts", previous_attempts) + 1
+        steps[name] = {"status": "failed", "attempts": attempts, "error": _describe(exc), "at": now()}
+        session.runtime["error"] = {"step": name, **steps[name]}
+        _add(session.runtime.setdefault("usage", {}), **usage)
+        session.save(step=name, status=Status.FAILED)
+        raise StepFailed(
+            f"session {session.id!r}: step {name!r} failed after {attempts} attempt(s): {_describe(exc)}; "
+            "the session is saved as failed and a resume retries this step, not the ones before it"
+        ) from exc
+    finally:
+        _current_usage.reset(token)
+    try:
+        output = codec.loads(codec.dumps(result, root=f"output of step {name!r}"))
+    except NotSerializable:
+        steps.pop(name, None)
+        raise
+    steps[name] = {"status": "done", "output": output, "attempts": previous_attempts + attempts, "at": now()}
+    if usage:
+        steps[name]["usage"] = usage
+    totals = session.runtime.setdefault("usage", {})
+    _add(totals, steps_run=1, **usage)
+    session.runtime.pop("error", None)
+    if session.save_steps:
+        session.save(step=name)
+    return output
+
+
+def _count_replay(session: Session, record: dict[str, Any]) -> None:
+    session.replayed_steps += 1
+    saved = record.get("usage", {})
+    session.saved_usage["tokens"] = session.saved_usage.get("tokens", 0) + saved.get("tokens", 0)
+    session.saved_usage["cost"] = session.saved_usage.get("cost", 0) + saved.get("cost", 0)
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text[:2000]
+
+
+def step(name: str | None = None, *, retry: RetryPolicy | None = None) -> Callable[[F], F]:
+    """Decorator: make a function a durable step of whatever session is open in this context.
+
+    Without a name each call is keyed `<qualname>#<n>` by its order in the run, so the same control flow
+    replays the same records. Outside a session the function simply runs.
+    """
+
+    def decorate(fn: F) -> F:
+        base = name or fn.__qualname__
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            session = current_session.get()
+            if session is None:
+                return fn(*args, **kwargs)
+            calls = session.call_counts
+            calls[base] = calls.get(base, 0) + 1
+            return run_step(session, f"{base}#{calls[base]}", fn, args, kwargs, retry)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,160 @@
+"""A worker: finds sessions that can go on and runs them with their registered agents, N at a time.
+
+A session can go on when it was waiting and every question it asked has an answer (`ready`), or when it
+was running and its lease has expired or its holder died (the process crashed). On SIGTERM the worker lets
+each run finish its current step, which is checkpointed, then stops; leases are released on the way out.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SafepointError, SessionBusy
+from ..model import SessionInfo, Status
+from .leases import DEFAULT_TTL, read_lease
+from .runner import AGENTS, Agent, RunResult, run
+from .steps import shutdown_requested
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+Log = Callable[[str], None]
+
+
+def resumable(repo: Repository, info: SessionInfo) -> str | None:
+    """Why this session should be picked up now ("answered", "crashed"), or None."""
+    head = info.head
+    if head is None:
+        return None
+    if head.status == Status.WAITING and head.meta.get("ready"):
+        return "answered"
+    if head.status == Status.RUNNING:
+        from ..history import session_segment
+
+        lease, _ = read_lease(repo.store, session_segment(info.id))
+        if lease is None or not lease.live():
+            return "crashed" if lease is not None else "never leased"
+    return None
+
+
+class Worker:
+    """Resume ready and crashed sessions with their agents. `run()` loops; `run_once()` makes one pass."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        agents: dict[str, Agent] | None = None,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        lease_ttl: float = DEFAULT_TTL,
+        log: Log | None = None,
+    ) -> None:
+        self.repo = repo
+        self.agents = agents if agents is not None else AGENTS
+        self.concurrency = max(1, concurrency)
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl
+        self.log = log or (lambda message: None)
+        self.results: list[RunResult] = []
+        self._stop = threading.Event()
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(session id, reason) for every session with a registered agent that can go on now."""
+        found = []
+        for session_id in self.repo.session_ids():
+            try:
+                info = self.repo.info(session_id)
+                reason = resumable(self.repo, info)
+            except SafepointError as exc:
+                self.log(f"skipping {session_id}: {exc}")
+                continue
+            if reason and info.agent in self.agents and session_id not in self._running:
+                found.append((session_id, reason))
+        return found
+
+    def run_once(self) -> list[RunResult]:
+        """Run every session that can go on now, `concurrency` at a time; return how each run stopped."""
+        todo = self.candidates()
+        done: list[RunResult] = []
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="safepoint-worker") as pool:
+            futures: list[Future[RunResult | None]] = [pool.submit(self._run_one, sid, why) for sid, why in todo]
+            for future in futures:
+                result = future.result()
+                if result is not None:
+                    done.append(result)
+        self.results += done
+        return done
+
+    def _run_one(self, session_id: str, reason: str) -> RunResult | None:
+        if shutdown_requested.is_set():
+            return None
+        with self._lock:
+            if session_id in self._running:
+                return None
+            self._running.add(session_id)
+        try:
+            info = self.repo.info(session_id)
+            fn = self.agents[info.agent or ""]
+            self.log(f"resuming {session_id} ({reason}) with agent {info.agent}")
+            result = run(fn, session_id, store=self.repo, lease_ttl=self.lease_ttl)
+            self.log(f"{session_id}: {result.status} at seq {result.seq}")
+            return result
+        except SessionBusy:
+            return None  # another worker got there first
+        except Exception as exc:  # noqa: BLE001 - one agent's failure must not stop the worker
+            self.log(f"{session_id}: failed: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            with self._lock:
+                self._running.discard(session_id)
+
+    def run(self, *, until_idle: bool = False, handle_signals: bool = True) -> list[RunResult]:
+        """Loop until stopped (SIGTERM, SIGINT, `stop()`), or with `until_idle` until a pass finds nothing."""
+        shutdown_requested.clear()  # a previous worker's stop in this process must not stop this one
+        self._stop.clear()
+        previous = self._install_signals() if handle_signals else {}
+        try:
+            while not self._stop.is_set():
+                if not self.run_once() and until_idle:
+                    break
+                self._stop.wait(self.poll_interval)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return self.results
+
+    def stop(self) -> None:
+        """Finish the current steps, checkpoint, release the leases, and stop."""
+        shutdown_requested.set()
+        self._stop.set()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: self.stop())
+        return previous
+
+
+def serve(repo: Repository, *, until: float | None = None, **options: Any) -> list[RunResult]:
+    """Run a worker (for `safepoint worker`); `until` stops it after that many seconds."""
+    worker = Worker(repo, **options)
+    timer = threading.Timer(until, worker.stop) if until is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    started = time.monotonic()
+    results = worker.run()
+    if timer is not None:
+        timer.cancel()
+    worker.log(f"worker stopped after {time.monotonic() - started:.1f} s, {len(results)} run(s)")
+    return results
