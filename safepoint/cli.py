@@ -567,3 +567,7 @@ def _assignment(text: str) -> tuple[str, Any]:
             continue
         return text[:i], _parse_value(text[i + 1 :])
     raise first_error
+
+
+# The commands that run agents live in their own module; importing it registers them on `app`.
+from . import cli_run  # noqa: E402, F401

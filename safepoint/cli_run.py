@@ -1,0 +1,100 @@
+"""The commands that run agents: `send` an answer, `resume` a session, serve as a `worker`.
+
+Registered on the app of `safepoint.cli`; like every command they are a few lines over the public API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from .cli import SessionArg, _command, _fail, _note, _parse_value, _repo
+from .errors import WAITING_EXIT_CODE
+from .model import Status
+from .runtime.runner import RunResult, find_agent, run
+from .runtime.worker import serve
+
+AgentsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--agents",
+        metavar="MODULE",
+        help="Import this module first (it registers agents with @safepoint.agent); repeatable.",
+    ),
+]
+
+
+def _import_agents(modules: list[str] | None) -> None:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--agents myagents` finds ./myagents.py, like `python -m`
+    for module in modules or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            _fail(f"cannot import --agents {module!r}: {exc}")
+
+
+@_command()
+def send(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The question the session waits for.")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="The answer: JSON if it parses, else a string.")],
+) -> None:
+    """Answer a waiting session's question (checked against what it asked for); then it is ready to resume."""
+    repo = _repo(ctx)
+    checkpoint = repo.send(session_id, name, _parse_value(value), by="cli")
+    ready = checkpoint.meta.get("ready")
+    typer.echo(f"session {session_id}: answer to {name!r} recorded at seq {checkpoint.seq}")
+    if ready:
+        _note(f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
+
+
+@_command()
+def resume(ctx: typer.Context, session_id: SessionArg, agents: AgentsOption = None) -> None:
+    """Run a session on from its last checkpoint with its agent. Exit 0 done, 75 waiting for input, 1 failed."""
+    _import_agents(agents)
+    repo = _repo(ctx)
+    head = repo.load(session_id)
+    recorded = head.runtime.get("agent", {})
+    agent = find_agent(repo.info(session_id).agent, recorded.get("entrypoint"))
+    _report(run(agent, session_id, store=repo))
+
+
+@_command()
+def worker(
+    ctx: typer.Context,
+    agents: AgentsOption = None,
+    concurrency: Annotated[int, typer.Option("-n", "--concurrency", min=1, help="Sessions run at once.")] = 1,
+    poll: Annotated[float, typer.Option("--poll", min=0.05, metavar="SECONDS", help="Pause between scans.")] = 1.0,
+    until: Annotated[
+        float | None, typer.Option("--for", min=0, metavar="SECONDS", help="Stop after this long.")
+    ] = None,
+) -> None:
+    """Resume answered and crashed sessions with their registered agents until SIGTERM (or --for)."""
+    _import_agents(agents)
+    results = serve(_repo(ctx), concurrency=concurrency, poll_interval=poll, until=until, log=_note)
+    typer.echo(f"{len(results)} run(s): " + ", ".join(f"{r.session} {r.status}" for r in results))
+
+
+def _report(result: RunResult) -> None:
+    if result.replayed_steps:
+        _note(
+            f"resumed: {result.replayed_steps} step(s) replayed from checkpoints, "
+            f"{result.tokens_saved:,.0f} tokens not spent again"
+        )
+    if result.status == Status.WAITING:
+        names = ", ".join(result.waiting_for)
+        typer.echo(f"session {result.session} is waiting for {names} (seq {result.seq})")
+        _note(f"answer with `safepoint send {result.session} {result.waiting_for[0]} VALUE`, then resume it")
+        raise typer.Exit(WAITING_EXIT_CODE)
+    if result.status == Status.FAILED:
+        _fail(result.error or f"session {result.session} failed")
+    if result.interrupted:
+        typer.echo(f"session {result.session}: stopped by a shutdown at seq {result.seq}, all saved")
+        return
+    typer.echo(f"session {result.session}: {result.status} at seq {result.seq}")
