@@ -137,7 +137,10 @@ class Chain:
             "parent": parent,
             "created_at": _now().isoformat(),
         }
-        return self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
+        created = self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
+        if created:
+            self.store.prepare(self.prefix)  # the first checkpoint then costs what every later one does
+        return created
 
     def exists(self) -> bool:
         return self.store.exists(self.info_key)

@@ -132,6 +132,10 @@ class Store(ABC):
             self.put_hint(hint_key, hint_data)
         return True
 
+    def prepare(self, prefix: str) -> None:
+        """Get ready for keys under `prefix` (a directory store creates the directory durably now, so the
+        first write there costs no more than later ones). Nothing to do by default."""
+
     def sweep(self) -> int:
         """Remove leftovers of interrupted writes (temp files); return how many. Nothing to do by default."""
         return 0

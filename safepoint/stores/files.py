@@ -153,6 +153,12 @@ class FileStore(Store):
             self.put_hint(hint_key, hint_data)
         return True
 
+    def prepare(self, prefix: str) -> None:
+        """Create the directory for keys under `prefix` (and fsync its parent) ahead of the first write."""
+        check_key(prefix.rstrip("/"))
+        with self._translate("prepare", prefix):
+            self._make_dirs(self.root / prefix.rstrip("/"), sync=True)
+
     def _place(self, key: str, data: bytes) -> None:
         """Create an immutable object without fsync (the caller syncs the filesystem afterwards)."""
         path = self.root / key

@@ -234,6 +234,12 @@ class StoreTests:
             store.commit(objects, key, b"data", hints)
         assert store.list() == []  # every key is checked before anything is written
 
+    def test_prepare_changes_nothing_visible(self, store: Store) -> None:
+        store.prepare("c/s1/")
+        assert store.list() == [] and store.list("c/") == []
+        assert store.put_if_absent("c/s1/000001", b"first") is True
+        assert store.list("c/s1/") == ["c/s1/000001"]
+
     # --- commit ---------------------------------------------------------------------------------
     def test_commit_writes_objects_key_and_hints(self, store: Store) -> None:
         objects = [("o/aa", b"chunk a"), ("o/bb", b"chunk b")]
