@@ -128,6 +128,7 @@ def test_session_lists_artifacts_in_its_state(repo: sp.Repository) -> None:
     listed = repo.load("with-files").state["artifacts"]
     assert [item["name"] for item in listed] == ["sales.csv", "chart.png"]
     assert listed[0]["ref"] == replaced.ref and listed[0]["size"] == len(b"region,revenue\n")
+    s.close()
     resumed = repo.session("with-files")
     assert resumed.open_artifact("sales.csv").read() == b"region,revenue\n"
     with pytest.raises(KeyError, match="no artifact named"):

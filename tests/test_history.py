@@ -62,6 +62,7 @@ def test_every_one_of_200_checkpoints_loads_as_saved(repo: sp.Repository) -> Non
         checkpoint = s.save(step=f"step-{step}")
         assert checkpoint.seq == step
         saved[step] = codec.dumps(s.state)
+    s.close()
     for seq, expected in saved.items():
         loaded = repo.load("long-run", seq)
         assert loaded.seq == seq and loaded.step == f"step-{seq}"
@@ -74,11 +75,11 @@ def test_resumed_writer_continues_the_chain_exactly(repo: sp.Repository) -> None
     rng = random.Random(5)
     saved = {}
     for step in range(1, 81):
-        s = repo.session("stop-and-go", schema=dict)  # a new process every step
-        assert s.seq == step - 1
-        evolve(s.state, step, rng)
-        s.save()
-        saved[step] = codec.dumps(s.state)
+        with repo.session("stop-and-go", schema=dict) as s:  # a new process every step
+            assert s.seq == step - 1
+            evolve(s.state, step, rng)
+            s.save()
+            saved[step] = codec.dumps(s.state)
     assert all(codec.dumps(repo.load("stop-and-go", seq).state) == data for seq, data in saved.items())
 
 
@@ -291,5 +292,6 @@ def test_a_checkpoint_loads_with_the_exact_types_saved(repo: sp.Repository, befo
     s.save()
     s.state["data"] = {"settings": {"value": after}, "list": [[after]]}
     s.save()
+    s.close()
     assert codec.dumps(repo.load("types", 2).state) == codec.dumps(s.state)
     assert codec.dumps(repo.session("types", schema=dict).state) == codec.dumps(s.state)

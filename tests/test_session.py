@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, ClassVar
 
 import pytest
@@ -15,6 +17,7 @@ from safepoint.errors import (
     InvalidSessionId,
     NotSerializable,
     SafepointError,
+    SessionBusy,
 )
 
 
@@ -90,6 +93,7 @@ def test_plain_dict_state(repo: sp.Repository) -> None:
     s.state["messages"].append({"role": "assistant", "content": "hello"})
     del s.state["n"]
     s.save(step="second")
+    s.close()
     again = repo.session("plain", schema=dict)
     assert again.state == {
         "messages": [{"role": "user", "content": "hi \U0001f600"}, {"role": "assistant", "content": "hello"}]
@@ -107,6 +111,7 @@ def test_saved_checkpoints_do_not_follow_later_mutation(repo: sp.Repository) -> 
     s.state["items"].append("changed after saving")
     assert repo.load("isolated", 1).state == {"items": [1, 2]}
     assert repo.load("isolated", 2).state == {"items": [1, 2, 3]}
+    s.close()
     again = repo.session("isolated", schema=dict)
     again.state["items"].append(4)
     assert repo.load("isolated").state == {"items": [1, 2, 3]}
@@ -132,6 +137,7 @@ def test_user_pydantic_schema(repo: sp.Repository) -> None:
     s.state.scores["relevance"] = 0.75
     checkpoint = s.save(step="search")
     assert checkpoint.meta["schema"].endswith("ResearchState")
+    s.close()
     again = repo.session("research", schema=ResearchState)
     assert isinstance(again.state, ResearchState)
     assert again.state == s.state
@@ -149,6 +155,7 @@ def test_resume_an_older_checkpoint_with_at(repo: sp.Repository) -> None:
         s.state["step"] = i
         s.state.setdefault("log", []).append(f"step {i}")
         s.save(step=f"s{i}")
+    s.close()
     older = repo.session("branchy", schema=dict, at=2)
     assert not older.is_new
     assert older.state == {"step": 2, "log": ["step 1", "step 2"]}
@@ -175,8 +182,9 @@ def test_at_a_missing_checkpoint_is_refused(repo: sp.Repository) -> None:
 
 
 def test_second_writer_of_the_same_seq_gets_a_conflict(repo: sp.Repository) -> None:
-    first = repo.session("contested", schema=dict)
-    second = repo.session("contested", schema=dict)
+    # The lease is off for both writers, so the race for seq 1 itself is exercised.
+    first = repo.session("contested", schema=dict, lease=False)
+    second = repo.session("contested", schema=dict, lease=False)
     first.state["who"] = "first"
     second.state["who"] = "second"
     won = first.save(step="first")
@@ -194,11 +202,12 @@ def test_second_writer_of_the_same_seq_gets_a_conflict(repo: sp.Repository) -> N
 
 
 def test_conflict_between_writers_resumed_from_the_same_head(repo: sp.Repository) -> None:
-    s = repo.session("resumed", schema=dict)
-    s.state["n"] = 0
-    s.save()
-    a = repo.session("resumed", schema=dict)
-    b = repo.session("resumed", schema=dict)
+    with repo.session("resumed", schema=dict) as s:
+        s.state["n"] = 0
+        s.save()
+    # The lease is off for both writers, so the race for seq 2 itself is exercised.
+    a = repo.session("resumed", schema=dict, lease=False)
+    b = repo.session("resumed", schema=dict, lease=False)
     a.state["n"] = "a"
     b.state["n"] = "b"
     assert a.save().seq == 2
@@ -209,6 +218,59 @@ def test_conflict_between_writers_resumed_from_the_same_head(repo: sp.Repository
     a.state["n"] = "a2"
     assert a.save().seq == 3
     assert repo.load("resumed", 2).state == {"n": "a"}
+
+
+# --- the lease: one open writer per session ----------------------------------------------------------------
+
+
+def test_a_second_open_of_an_open_session_is_busy(repo: sp.Repository) -> None:
+    holder = repo.session("leased", schema=dict)
+    holder.state["n"] = 1
+    holder.save()
+    with pytest.raises(SessionBusy, match="'leased'") as caught:
+        repo.session("leased", schema=dict)
+    assert isinstance(caught.value, SafepointError)
+    with pytest.raises(SessionBusy, match="'leased'"):
+        repo.session("leased", schema=dict, at=1)
+    holder.state["n"] = 2
+    assert holder.save().seq == 2  # the refused opens took nothing from the holder
+    assert [c.seq for c in repo.history("leased")] == [1, 2]
+    holder.close()
+
+
+def test_a_closed_session_reopens_and_resumes_its_head(repo: sp.Repository) -> None:
+    s = repo.session("handover", schema=dict)
+    s.state["n"] = 1
+    s.save(step="one")
+    s.close()
+    with repo.session("handover", schema=dict) as again:
+        assert not again.is_new and again.seq == 1 and again.head is not None and again.head.step == "one"
+        assert again.state == {"n": 1}
+        again.state["n"] = 2
+        assert again.save(step="two").seq == 2
+    with repo.session("handover", schema=dict) as third:  # free again once the `with` block is left
+        assert third.seq == 2 and third.head is not None and third.head.step == "two"
+        assert third.state == {"n": 2}
+        assert third.save(step="three").seq == 3
+    assert [c.seq for c in repo.history("handover")] == [1, 2, 3]
+
+
+def test_wait_takes_the_lease_when_the_holder_closes(repo: sp.Repository) -> None:
+    holder = repo.session("queued", schema=dict)
+    holder.state["n"] = 1
+    holder.save()
+    releaser = threading.Timer(0.3, holder.close)
+    started = time.monotonic()
+    releaser.start()
+    try:
+        with repo.session("queued", schema=dict, wait=2) as waiter:
+            waited = time.monotonic() - started
+            assert 0.25 <= waited < 2, f"waited {waited:.2f} s for a holder that closed after 0.3 s"
+            assert waiter.seq == 1 and waiter.state == {"n": 1}
+            assert waiter.save().seq == 2
+    finally:
+        releaser.join()
+    assert [c.seq for c in repo.history("queued")] == [1, 2]
 
 
 # --- session ids ----------------------------------------------------------------------------------------
@@ -252,6 +314,7 @@ def test_unicode_and_long_ids_work(repo: sp.Repository, good_id: str) -> None:
     s = repo.session(good_id, schema=dict)
     s.state["id"] = good_id
     assert s.save().session == good_id
+    s.close()
     again = repo.session(good_id, schema=dict)
     assert not again.is_new and again.state == {"id": good_id}
     assert [info.id for info in repo.sessions()] == [good_id]
@@ -331,4 +394,5 @@ def test_not_serializable_keys_and_numbers_in_a_later_save(repo: sp.Repository) 
     assert repo.load("numbers").state == {"counts": {"a": 1}} and repo.info("numbers").seq == 1
     del s.state["counts"][(1, 2)]
     assert s.save().seq == 2
+    s.close()
     assert repo.session("numbers", schema=dict).state == {"counts": {"a": 1}}
