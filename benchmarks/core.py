@@ -515,6 +515,7 @@ class Bench:
     root: Path
     repo: sp.Repository = field(init=False)
     raw: RawFile | RawSQLite | None = field(init=False, default=None)
+    sessions: list[sp.Session] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind == "file":
@@ -530,7 +531,15 @@ class Bench:
     def db_path(self) -> Path:
         return self.root / "store.db"
 
+    def session(self, session_id: str) -> sp.Session:
+        """Open a session (with its lease, as an agent would); closed with the bench."""
+        opened = self.repo.session(session_id, schema=dict)
+        self.sessions.append(opened)
+        return opened
+
     def close(self) -> None:
+        for opened in self.sessions:
+            opened.close()  # stops the lease heartbeat before the store is removed
         self.repo.close()
         if self.raw is not None:
             self.raw.close()
@@ -606,7 +615,7 @@ def bench_first_saves(bench: Bench, states: list[dict[str, Any]], warmup: int, t
     for i, state in enumerate(states):
         blob = codec.dumps(state)
         t0 = time.perf_counter()
-        session = bench.repo.session(f"{tag}-{i}", schema=dict)
+        session = bench.session(f"{tag}-{i}")
         t1 = time.perf_counter()
         session.state.update(state)
 
@@ -655,7 +664,7 @@ def bench_steady_saves(
 ) -> dict[str, Any]:
     """A session with a head; ~1% of the state changed before each save. Raw floor: the full state rewritten."""
     assert bench.raw is not None
-    session = bench.repo.session(tag, schema=dict)
+    session = bench.session(tag)
     session.state.update(state)
     session.save(step="start")
     mutator = Mutator(session.state, words)
@@ -857,7 +866,7 @@ def section_chat(settings: Settings, tmp: Path, report: Report) -> None:
     for kind in ("file", "sqlite", "memory"):
         bench = Bench(kind, Path(tempfile.mkdtemp(prefix=f"chat-{kind}-", dir=tmp)))
         try:
-            session = bench.repo.session("chat", schema=dict)
+            session = bench.session("chat")
             session.state["messages"] = []
             times: list[float] = []
             keyframes = 0
@@ -980,7 +989,7 @@ def section_scaling(settings: Settings, tmp: Path, report: Report) -> None:
         repo = bench.repo
         started = time.perf_counter()
         try:
-            session = repo.session("long", schema=dict)
+            session = bench.session("long")
             session.state.update(make_agent_state(64 * KIB, words))
             mutator = Mutator(session.state, words)
             latency: dict[int, float] = {}
@@ -1008,7 +1017,7 @@ def section_scaling(settings: Settings, tmp: Path, report: Report) -> None:
 
             # Control, side by side: a new session in the same store saves and loads alternately with the long one,
             # so both see the same disk and CPU contention.
-            fresh = repo.session("fresh", schema=dict)
+            fresh = bench.session("fresh")
             fresh.state.update(make_agent_state(64 * KIB, words))
             fresh_mutator = Mutator(fresh.state, words)
             ab_fresh: list[float] = []
@@ -1217,7 +1226,7 @@ def section_big(settings: Settings, tmp: Path, report: Report) -> None:
                 u.apparent = u.logical  # bytes in the table; the WAL holds whole 4 KiB pages
                 return u
 
-            session = bench.repo.session("big", schema=dict)
+            session = bench.session("big")
             session.state.update(codec.loads(blob))
             before = usage()
             gc.collect()
