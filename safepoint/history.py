@@ -248,13 +248,14 @@ class Chain:
             snapshot = codec.dumps(doc, root="")
             base, size = codec.loads(snapshot), len(snapshot)
             writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
-            record.update(base=seq, root=writer.root(base))
+            record.update(base=seq, root=writer.root(base, size))
             objects = writer.new_objects
             keyframe_seq, chain, spent = seq, 0, 0
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
         sealed = codec.seal(codec.dumps(record))
         self.last_attempt = codec.payload_digest(sealed)
-        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [(self.head_key, str(seq).encode())]):
+        hint = (self.head_key, f"{seq:012d}".encode())  # fixed width: an in-place rewrite never leaves a tail
+        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [hint]):
             raise ConflictError(
                 f"session {self.id!r}: checkpoint seq {seq} was committed by another writer first; "
                 "reopen the session to continue from the new head"
@@ -270,6 +271,24 @@ class Chain:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
         chain = record["seq"] - record["base"]
         return Saved(to_checkpoint(record), doc, record["base"], chain, record["since"], record["size"])
+
+    def rebase(self, seq: int) -> None:
+        """Rewrite checkpoint `seq` as a keyframe of the same content, so the records before it may be deleted.
+
+        Its new objects are written first, then the record is replaced in one atomic put: a crash leaves the old
+        record or the new one, and either loads the same checkpoint.
+        """
+        record, doc = self.load(seq)
+        if record["base"] == seq:
+            return
+        snapshot = codec.dumps(doc, root="")
+        writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
+        record = {key: value for key, value in record.items() if key not in ("_checksum", "delta")}
+        record.update(base=seq, root=writer.root(codec.loads(snapshot), len(snapshot)), since=0, size=len(snapshot))
+        for key, blob in writer.new_objects.items():
+            self.store.put_if_absent(key, blob)
+        self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
+        self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
 
 
 def _encode_ops(ops: list[delta.Op]) -> bytes:

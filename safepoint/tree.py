@@ -59,9 +59,9 @@ class TreeWriter:
         self.new_objects: dict[str, bytes] = {}
         self.referenced: set[str] = set()
 
-    def root(self, value: Any) -> Node:
-        """The root node of `value`; the caller stores it inline (in the commit record)."""
-        return self._node(value, _size(value))
+    def root(self, value: Any, size: int | None = None) -> Node:
+        """The root node of `value` (`size`: its encoded size, if known); the caller stores it inline."""
+        return self._node(value, _size(value) if size is None else size)
 
     def _put(self, node: Node) -> str:
         payload = codec.dumps(node)

@@ -132,7 +132,7 @@ class Store(ABC):
             self.put_hint(hint_key, hint_data)
         return True
 
-    def prepare(self, prefix: str) -> None:
+    def prepare(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Get ready for keys under `prefix` (a directory store creates the directory durably now, so the
         first write there costs no more than later ones). Nothing to do by default."""
 

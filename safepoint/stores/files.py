@@ -90,17 +90,31 @@ class FileStore(Store):
             return self._replace(key, data, expect, sync=True)
 
     def put_hint(self, key: str, data: bytes) -> None:
-        """Overwrite `key` without fsync: after a crash the old value, the new one or nothing may be there."""
+        """Overwrite `key` in place, without fsync, lock or rename.
+
+        A hint may be stale, lost or even torn after a crash or while being rewritten; its readers treat it as
+        a guess they verify. Writing in place avoids the rename, which costs as much as a small fsync on ext4
+        (replacing an existing file starts write-back of the new one).
+        """
         key = check_key(key)
+        data = check_bytes(data, key)
+        path = self.root / key
         with self._translate("write hint", key):
-            # No lock: hints are never compared-and-set, and a rename is atomic on its own.
-            path = self.root / key
-            tmp = self._write_temp(path.parent, check_bytes(data, key), sync=False)
+            for _ in range(_DIRECTORY_RETRIES):
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+                    break
+                except FileNotFoundError:
+                    with suppress(FileNotFoundError):
+                        self._make_dirs(path.parent, sync=False)
+            else:
+                raise FileNotFoundError(errno.ENOENT, "directory kept disappearing while writing", str(path))
             try:
-                os.replace(tmp, path)
-            except BaseException:
-                _remove_quietly(tmp)
-                raise
+                os.pwrite(fd, data, 0)
+                if os.fstat(fd).st_size != len(data):
+                    os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
 
     def _list(self, prefix: str) -> list[str]:
         head, _, stem = prefix.rpartition("/")
