@@ -61,14 +61,18 @@ def _resolve_in_doubt(
         outcome = reconcile(key)
         record["reconciled"] = "not done" if outcome is NOT_DONE else "done"
         return outcome
+    question = f"effect:{key}"
     answer = session.wait_for(
-        f"effect:{key}",
+        question,
         prompt=(
             f"effect {key!r} was started at {record['at']} but its result was never recorded (the process "
             "stopped mid-call). Did it happen? Answer 'done' if it did, 'retry' to run it again."
         ),
         schema=IN_DOUBT_ANSWERS,
     )
+    # An answer covers this one doubt: if the retried call is interrupted too, a human is asked again.
+    session.runtime["inputs"].pop(question, None)
+    record["resolved_by"] = answer
     return None if answer == "done" else NOT_DONE
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..errors import Interrupted, SafepointError, StepFailed, Suspended
+from ..errors import ConfigDrift, Interrupted, SafepointError, StepFailed, Suspended
 from ..model import AgentState, Status
 from .steps import now
 
@@ -113,6 +113,8 @@ def run(
             return _result(s, Status.FAILED, error=str(failure))
         except Interrupted:
             return _result(s, Status.RUNNING, interrupted=True)
+        except ConfigDrift:
+            raise  # refused before anything ran: nothing is saved, as its message says
         except Exception as exc:
             s.runtime["error"] = {"error": f"{type(exc).__name__}: {exc}"[:2000], "at": now()}
             s.save(step=s.last_step, status=Status.FAILED)
