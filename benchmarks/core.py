@@ -538,7 +538,7 @@ class Bench:
         return opened
 
     def close(self) -> None:
-        for opened in self.sessions:
+        for opened in self.sessions:  # close() twice is harmless
             opened.close()  # stops the lease heartbeat before the store is removed
         self.repo.close()
         if self.raw is not None:
@@ -643,6 +643,7 @@ def bench_first_saves(bench: Bench, states: list[dict[str, Any]], warmup: int, t
             raw_t, store_t = raw_save(), store_save()
         else:
             store_t, raw_t = store_save(), raw_save()
+        session.close()  # an agent's session ends; 200 open ones would renew 200 leases in the background
         if i >= warmup:
             keyframes += store_t > 0
             store_times.append(abs(store_t))
