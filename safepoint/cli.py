@@ -335,21 +335,40 @@ def gc(
 def demo(
     ctx: typer.Context,
     session: Annotated[
-        str | None, typer.Option("--session", metavar="ID", help="Session id (default: demo-<time>).")
+        str | None, typer.Option("--session", metavar="ID", help="Run or resume this session here, once.")
     ] = None,
     crash_at: Annotated[
         int | None,
         typer.Option(
-            "--crash-at", min=1, max=len(demo_agent.STEPS), metavar="N", help="Kill the process after step N."
+            "--crash-at", min=1, max=len(demo_agent.step_names()), metavar="N", help="Kill the process in step N."
         ),
     ] = None,
-    delay: Annotated[float, typer.Option("--delay", min=0, metavar="SECONDS", help="Pretend work per step.")] = 0.25,
+    crash_rate: Annotated[
+        float, typer.Option("--crash-rate", min=0, max=1, metavar="P", help="Kill it at each crash point with P.")
+    ] = 0.0,
+    fail_rate: Annotated[
+        float, typer.Option("--fail-rate", min=0, max=1, metavar="P", help="Model calls failing with 503/429.")
+    ] = 0.2,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the outline without asking.")] = False,
+    outbox: Annotated[
+        Path | None, typer.Option("--outbox", metavar="FILE", help="The outbox SQLite file (new sessions).")
+    ] = None,
+    delay: Annotated[
+        float, typer.Option("--delay", min=0, metavar="SECONDS", help="Offline model latency; 0: no waits at all.")
+    ] = demo_agent.DEFAULT_DELAY,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="N", help="Seed the injected failures.")] = None,
 ) -> None:
-    """Run a 6-step toy research agent that saves a checkpoint per step; --crash-at N kills it mid-run."""
+    """Run a research-and-write agent over a small corpus. Without --session: crash, resume, approve, summary."""
     repo = _repo(ctx)
-    session_id = session or datetime.now().strftime("demo-%Y%m%d-%H%M%S")
-    demo_agent.run(repo, session_id, crash_at=crash_at, delay=delay, say=typer.echo)
-    _print_history(repo.history(session_id))
+    options = demo_agent.Options(
+        crash_at=crash_at, crash_rate=crash_rate, fail_rate=fail_rate, delay=delay, seed=seed, outbox=outbox
+    )
+    if session is None:
+        code = demo_agent.tour(repo, ctx.obj.store, options)
+    else:
+        code = demo_agent.run_session(repo, ctx.obj.store, session, options, auto_approve=auto_approve)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

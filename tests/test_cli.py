@@ -462,44 +462,47 @@ def test_debug_shows_the_traceback(seeded: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["show", "s1", "--seq", "0"], ["show"], ["diff", "s1", "1"], ["demo", "--crash-at", "7"], ["frobnicate"]],
+    [["show", "s1", "--seq", "0"], ["show"], ["diff", "s1", "1"], ["demo", "--crash-at", "14"], ["frobnicate"]],
 )
 def test_usage_errors_exit_2(seeded: str, args: list[str]) -> None:
     assert cli(seeded, *args).exit_code == 2
 
 
 # --- demo --------------------------------------------------------------------------------------------------
-def test_demo_runs_to_the_end_and_again(store: str) -> None:
-    result = cli(store, "demo", "--session", "d0", "--delay", "0")
+def test_demo_runs_to_the_end_and_again(store: str, tmp_path: Path) -> None:
+    outbox = str(tmp_path / "outbox.db")
+    result = cli(store, "demo", "--session", "d0", "--delay", "0", "--auto-approve", "--outbox", outbox)
     assert result.exit_code == 0, result.output
-    assert "step 6/6 review" in result.stdout
-    assert seqs(store, "d0") == [1, 2, 3, 4, 5, 6]
+    assert "step 13/13 send" in result.stdout and "1 delivery of send-report:d0" in result.stdout
     assert load(store, "d0").status == sp.Status.COMPLETED
+    before = seqs(store, "d0")
     again = cli(store, "demo", "--session", "d0", "--delay", "0")
-    assert "nothing left to do" in again.stdout
-    assert seqs(store, "d0") == [1, 2, 3, 4, 5, 6]
+    assert again.exit_code == 0 and "completed at seq" in again.stdout and "step 1/13" not in again.stdout
+    assert seqs(store, "d0") == before
 
 
 def test_demo_crash_and_resume_in_a_real_process(tmp_path: Path) -> None:
     env = {**os.environ, "SAFEPOINT_STORE": str(tmp_path / "store")}
-    command = [sys.executable, "-m", "safepoint", "demo", "--session", "d1", "--delay", "0"]
+    command = [sys.executable, "-m", "safepoint", "demo", "--session", "d1", "--delay", "0", "--fail-rate", "0"]
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*command, *extra], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
     crashed = run("--crash-at", "3")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    assert "(saved seq 3)" in crashed.stdout and "step 4/6" not in crashed.stdout
+    assert "step  2/13" in crashed.stdout and "crash: SIGKILL in the middle of a step" in crashed.stdout
+    assert "step  3/13" not in crashed.stdout
 
-    resumed = run()
+    resumed = run("--auto-approve")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed at seq 3: skipping 3 steps already done" in resumed.stdout
-    assert "step 1/6" not in resumed.stdout and "step 4/6 extract" in resumed.stdout
+    assert "resumed at seq 2: 2 steps replayed from checkpoints" in resumed.stdout
+    assert "step  1/13" not in resumed.stdout and "step  3/13 extract:grid-impacts.txt" in resumed.stdout
+    assert (tmp_path / "demo-outbox.db").exists()  # next to the default store
 
-    history = runner.invoke(app, ["history", "d1"], env={"SAFEPOINT_STORE": env["SAFEPOINT_STORE"]})
-    rows = history.stdout.splitlines()[1:]
-    assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5", "6"]
-    assert [row.split()[3] for row in rows] == ["plan", "search", "read", "extract", "draft", "review"]
+    history = runner.invoke(app, ["history", "d1", "--json"], env={"SAFEPOINT_STORE": env["SAFEPOINT_STORE"]})
+    steps = [row["step"] for row in json.loads(history.stdout)]
+    assert steps[:3] == ["plan", "extract:cold-climates.txt", "extract:grid-impacts.txt"]
+    assert steps[-1] == "completed"
 
 
 # --- docs --------------------------------------------------------------------------------------------------

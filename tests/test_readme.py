@@ -14,7 +14,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     assert len(blocks) >= 2
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own documentation
+        exec(compile(block, str(README), "exec", dont_inherit=True), namespace)  # noqa: S102 - our own documentation
     assert namespace["checkpoint"].seq == 1
     assert namespace["fork"].parent == {"session": "report-42", "seq": 1}
 

@@ -3,13 +3,21 @@
 ./.safepoint  or  file:///abs/path     FileStore (the embedded default)
 memory://  or  memory://name           MemoryStore
 sqlite:///relative.db  sqlite:////abs.db  SQLiteStore
+postgresql://user@host/db?schema=name  PostgresStore      (extra `postgres`: psycopg 3)
+redis://host:6379/0?prefix=name        RedisStore         (extra `redis`: redis-py)
+s3://bucket/prefix?endpoint_url=...    ObjectStore        (extra `s3`: fsspec + s3fs)
+
+The fleet stores are imported on first use (`from safepoint.stores import PostgresStore` works; they are left
+out of `__all__`), so their client libraries stay optional.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SafepointError
 from .base import ANY, Store, check_key
@@ -17,13 +25,52 @@ from .files import FileStore
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
-__all__ = ["ANY", "FileStore", "MemoryStore", "SQLiteStore", "Store", "check_key", "open_store", "DEFAULT_URL"]
+__all__ = [
+    "ANY",
+    "DEFAULT_URL",
+    "FileStore",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "UnknownStoreURL",
+    "check_key",
+    "open_store",
+]
 
 DEFAULT_URL = "./.safepoint"
 
 
 class UnknownStoreURL(SafepointError, ValueError):
     """The URL names no backend safepoint knows."""
+
+
+def redacted(url: str) -> str:
+    """`url` with its password masked, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+# Fleet stores: class name -> (module, the pip extra that installs its client library).
+_OPTIONAL = {
+    "PostgresStore": (".postgres", "postgres"),
+    "RedisStore": (".redis", "redis"),
+    "ObjectStore": (".objects", "s3"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a fleet store on first use (`from safepoint.stores import PostgresStore`)."""
+    if name not in _OPTIONAL:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, extra = _OPTIONAL[name]
+    try:
+        return getattr(importlib.import_module(module, __name__), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"{name} needs the {extra!r} extra: pip install 'safepoint[{extra}]' ({exc})", name=exc.name
+        ) from exc
 
 
 def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
@@ -48,6 +95,13 @@ def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
         if not path:
             raise UnknownStoreURL(f"store URL {text!r} names no database file; use sqlite:///agents.db")
         return SQLiteStore(Path(path))
+    if scheme in ("postgresql", "postgres"):
+        return __getattr__("PostgresStore")(text)
+    if scheme in ("redis", "rediss"):
+        return __getattr__("RedisStore")(text)
+    if scheme == "s3":
+        return __getattr__("ObjectStore")(text)
     raise UnknownStoreURL(
-        f"store URL {text!r} has an unknown scheme {scheme!r}; use a path, file://, memory:// or sqlite:///"
+        f"store URL {text!r} has an unknown scheme {scheme!r}; use a path, file://, memory://, sqlite:///, "
+        "postgresql://, redis://, rediss:// or s3://"
     )

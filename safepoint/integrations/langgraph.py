@@ -1,0 +1,729 @@
+"""A LangGraph checkpointer over any safepoint store: `SafepointSaver`.
+
+    from safepoint.integrations.langgraph import SafepointSaver
+
+    graph = builder.compile(checkpointer=SafepointSaver("sqlite:///agents.db"))
+
+How LangGraph's records map onto safepoint's (docs/langgraph.md has the long form):
+
+- A thread in one checkpoint namespace is a safepoint session, named by the thread id for the root namespace
+  (`safepoint ls / show / history / diff` work on it like on a native session).
+- A LangGraph checkpoint is a safepoint checkpoint whose state is the checkpoint as JSON: channel values go
+  through LangGraph's own serializer and are kept as JSON (never pickle), so history is stored as deltas and
+  shared tree objects. Its id, parent id and metadata ride in the commit record's `meta`: listing reads no state.
+- Pending writes are sealed objects under `langgraph/writes/<session>/<checkpoint id>/`, written once per task
+  (the special channels - errors, interrupts, resumes - are replaced, as LangGraph expects).
+- A put continues from its parent and creates the next seq only if absent. When another writer committed first,
+  or the thread moved past the checkpoint this run loaded as its latest, the put raises `ConflictError` and
+  saves nothing. A config that addresses an older checkpoint on purpose (from `get_state_history`) branches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from .. import codec
+from ..errors import CheckpointNotFound, ConflictError, InvalidSessionId, SafepointError
+from ..history import Chain, Saved, check_session_id
+from ..model import Status
+from ..repository import Repository
+from ..runtime.leases import lease_key
+from ..stores import Store, open_store
+from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
+
+try:
+    from langgraph.checkpoint.base import writes_sort_key
+except ImportError:  # langgraph-checkpoint before 4: the same order, spelled out
+
+    def writes_sort_key(task_path: str, task_id: str = "", idx: int = 0) -> tuple[str, str, int]:
+        return (task_path, task_id, idx)
+
+
+__all__ = ["AGENT", "MARK", "SafepointSaver", "session_id_for"]
+
+#: The `agent` of every session this saver creates; other sessions are never written to.
+AGENT = "langgraph"
+#: Configurable key on the configs this saver hands out: [seq of the checkpoint, seq of the thread's head then].
+MARK = "__safepoint_at__"
+_IN_META = ("channel_values", "id", "ts")  # checkpoint keys not stored as state (id and ts are in the record)
+_CACHED_THREADS = 128
+
+
+# --- names ----------------------------------------------------------------------------------------------------
+_ESCAPE = re.compile(r"[%/\\#\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def _escape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}" if ord(m.group()) < 256 else f"%u{ord(m.group()):04X}", text)
+
+
+def session_id_for(thread_id: Any, checkpoint_ns: str = "") -> str:
+    """The safepoint session holding a LangGraph thread's checkpoints in one namespace (the thread id itself for
+    the root namespace, when it makes a valid session id)."""
+    name = _escape(str(thread_id)) + (f"#{_escape(checkpoint_ns)}" if checkpoint_ns else "")
+    try:
+        return check_session_id(name)
+    except InvalidSessionId:
+        digest = hashlib.sha256(f"{thread_id}\0{checkpoint_ns}".encode("utf-8", "surrogatepass")).hexdigest()
+        return f"#langgraph-{digest[:40]}"
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _segment(text: str) -> str:
+    """A store key segment naming `text` (a checkpoint or task id): itself when plain, else a hash."""
+    return text if _PLAIN_SEGMENT.fullmatch(text) else "~" + _hash(text)
+
+
+def _thread_key(thread_id: str, ns: str = "") -> str:
+    return f"langgraph/threads/{_hash(thread_id)}/{_hash(ns)}"
+
+
+def _writes_prefix(segment: str, checkpoint_id: str | None = None) -> str:
+    return f"langgraph/writes/{segment}/" + (f"{_segment(checkpoint_id)}/" if checkpoint_id is not None else "")
+
+
+def _id_key(segment: str, checkpoint_id: str) -> str:
+    return f"langgraph/ids/{segment}/{_segment(checkpoint_id)}"
+
+
+# --- the saver ------------------------------------------------------------------------------------------------
+@dataclass
+class _Thread:
+    """What the saver keeps between calls about one thread in one namespace (one safepoint session)."""
+
+    thread_id: str
+    ns: str
+    chain: Chain
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    tip: Saved | None = None  # writer state of the head as this process last wrote or loaded it
+    seen: dict[str, Seen | None] = field(default_factory=dict)  # per list channel: messages as last saved
+
+
+def _lg(record: dict[str, Any]) -> dict[str, Any]:
+    return (record.get("meta") or {}).get("langgraph") or {}
+
+
+def _step(metadata: dict[str, Any]) -> str | None:
+    source, step = metadata.get("source"), metadata.get("step")
+    return None if source is None else f"{source}:{step}" if step is not None else str(source)
+
+
+class SafepointSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer keeping each thread as a safepoint session in any safepoint store.
+
+    `SafepointSaver("sqlite:///agents.db")`, `SafepointSaver("./.safepoint")`, `SafepointSaver(repository)`.
+    The async methods run the same code in a worker thread.
+    """
+
+    def __init__(
+        self,
+        store: Store | Repository | str | os.PathLike[str] | None = None,
+        *,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.store = store.store if isinstance(store, Repository) else open_store(store)
+        self._threads: OrderedDict[str, _Thread] = OrderedDict()
+        self._threads_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str | os.PathLike[str] | None = None, *, serde: SerializerProtocol | None = None):
+        """Open the store at `url` (a path, `sqlite:///...`, `memory://`; default `$SAFEPOINT_STORE`)."""
+        return cls(url, serde=serde)
+
+    @property
+    def repository(self) -> Repository:
+        """The same store seen through safepoint's own API (sessions, history, diff, fsck...)."""
+        return Repository(self.store)
+
+    @property
+    def _values(self) -> Values:
+        return Values(self.serde)  # `with_allowlist` swaps `serde` on a copy: always use the current one
+
+    def __repr__(self) -> str:
+        return f"SafepointSaver({self.store.url!r})"
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        conf = config["configurable"]
+        t = self._thread(conf["thread_id"], conf.get("checkpoint_ns", ""), create=False)
+        if t is None:
+            return None
+        with t.lock:
+            head, head_record = self._head(t)
+            if not head:
+                return None
+            seq = head
+            if conf.get("checkpoint_id"):
+                found = self._find(t, conf["checkpoint_id"], conf.get(MARK), head, head_record)
+                if found is None:
+                    return None
+                seq = found[0]
+            record, doc = t.chain.load(seq)
+            checkpoint = self._decode_state(doc["state"], record, t if seq == head else None)
+            if seq == head:
+                t.tip = t.chain.resume_point(record, doc)
+            return self._tuple(t, seq, record, head, checkpoint)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - LangGraph's name
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first; each one's state is read only when its `checkpoint` is first used."""
+        return self._list(config, filter, before, limit, lazy=True)
+
+    def _list(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,  # noqa: A002
+        before: RunnableConfig | None,
+        limit: int | None,
+        *,
+        lazy: bool,
+    ) -> Iterator[CheckpointTuple]:
+        conf = (config or {}).get("configurable") or {}
+        if conf.get("thread_id") is not None and "checkpoint_ns" in conf:
+            targets = [(str(conf["thread_id"]), conf["checkpoint_ns"] or "")]
+        else:
+            prefix = _thread_key(str(conf["thread_id"])).rsplit("/", 1)[0] + "/" if conf.get("thread_id") else ""
+            targets = [(thread, ns) for thread, ns, _ in self._namespaces(prefix)]
+        bound = (before or {}).get("configurable") or {}
+        found: Iterator[tuple[_Thread, int, dict[str, Any], Any, int]] | list = []
+        threads = [t for thread, ns in targets if (t := self._thread(thread, ns, create=False)) is not None]
+        if len(threads) == 1:
+            found = islice(self._matches(threads[0], conf.get("checkpoint_id"), filter, bound), limit)
+        else:
+            found = [match for t in threads for match in self._matches(t, conf.get("checkpoint_id"), filter, bound)]
+            found.sort(key=lambda m: _lg(m[2])["checkpoint_id"], reverse=True)
+            found = found[:limit] if limit is not None else found
+        for t, seq, record, metadata, head in found:
+            checkpoint_id = _lg(record)["checkpoint_id"]
+            if lazy:
+                checkpoint: Any = LazyDict(lambda t=t, seq=seq, r=record: self._decode_state(self._state(t, seq), r))
+                writes: Any = LazyList(lambda t=t, checkpoint_id=checkpoint_id: self._writes(t, checkpoint_id))
+            else:
+                checkpoint = self._decode_state(self._state(t, seq), record)
+                writes = self._writes(t, checkpoint_id)
+            yield self._tuple(t, seq, record, head, checkpoint, metadata, writes)
+
+    def _matches(
+        self,
+        t: _Thread,
+        checkpoint_id: str | None,
+        filter: dict[str, Any] | None,
+        bound: dict[str, Any],  # noqa: A002
+    ) -> Iterator[tuple[_Thread, int, dict[str, Any], Any, int]]:
+        seqs = t.chain.seqs()
+        head = seqs[-1] if seqs else 0
+        before_seq, before_id = None, bound.get("checkpoint_id")
+        if before_id:
+            found = self._find(t, before_id, bound.get(MARK), 0, None)
+            before_seq = found[0] if found else None
+        for seq in reversed(seqs):
+            if before_seq is not None and seq >= before_seq:
+                continue
+            record = self._record(t, seq)
+            if record is None:
+                continue
+            lg = _lg(record)
+            if checkpoint_id and lg.get("checkpoint_id") != checkpoint_id:
+                continue
+            if before_id and before_seq is None and lg.get("checkpoint_id", "") >= before_id:
+                continue
+            metadata = self._values.decode(lg.get("metadata"), copy=False)
+            if filter and any(metadata.get(key) != value for key, value in filter.items()):
+                continue
+            yield t, seq, record, metadata, head
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Commit `checkpoint` as the thread's next checkpoint; ConflictError if another writer got there first."""
+        conf = config["configurable"]
+        t = self._thread(conf["thread_id"], conf.get("checkpoint_ns", ""), create=True)
+        parent_id = conf.get("checkpoint_id")
+        metadata = get_checkpoint_metadata(config, metadata)
+        with t.lock:
+            head, head_record = self._head(t)
+            if not head:
+                self._create_session(t)
+            found = self._find(t, parent_id, conf.get(MARK), head, head_record) if parent_id else None
+            parent = found[0] if found else None
+            self._refuse_race(t, parent_id, parent, conf.get(MARK), head, head_record, metadata)
+            previous = self._tip(t, head, head_record)
+            state, encoded = self._encode_state(t, checkpoint, new_versions, previous)
+            meta = {
+                "langgraph": {
+                    "checkpoint_id": checkpoint["id"],
+                    "parent_checkpoint_id": parent_id,
+                    "ts": checkpoint.get("ts"),
+                    "metadata": self._values.encode(metadata, "metadata"),
+                }
+            }
+            try:
+                saved = t.chain.commit(
+                    {"state": state, "runtime": {}},
+                    seq=head + 1,
+                    parent=parent,
+                    step=_step(metadata),
+                    status=Status.RUNNING,
+                    schema_version=1,
+                    meta=meta,
+                    previous=previous,
+                )
+            except ConflictError:
+                t.tip = None
+                raise ConflictError(
+                    self._conflict(t, parent_id, f"another writer committed seq {head + 1} first")
+                ) from None
+            t.tip = saved
+            stored = saved.base["state"]["channel_values"]
+            for channel in encoded:
+                t.seen[channel] = seen_messages(
+                    checkpoint["channel_values"][channel], stored.get(channel), t.seen.get(channel)
+                )
+        return self._config(t, checkpoint["id"], head + 1, head + 1)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes against a checkpoint: the first ones stay, unless all are special channels."""
+        conf = config["configurable"]
+        t = self._thread(conf["thread_id"], conf.get("checkpoint_ns", ""), create=True)
+        prefix = _writes_prefix(t.chain.segment, conf["checkpoint_id"])
+        entries = [
+            [WRITES_IDX_MAP.get(channel, index), channel, self._values.encode(value, f"writes.{channel}")]
+            for index, (channel, value) in enumerate(writes)
+        ]
+        name = prefix + _hash(str(task_id))[:16]  # the task id itself is in the object
+        if all(channel in WRITES_IDX_MAP for channel, _ in writes):
+            for entry in entries:
+                self.store.put(f"{name}.{entry[0]}", _seal_writes(task_id, task_path, [entry]))
+            return
+        key = f"{name}.w"
+        if self.store.put_if_absent(key, _seal_writes(task_id, task_path, entries)):
+            return
+        while True:  # a retried task: keep what is stored, add only writes (by index) it lacks
+            old = self.store.get(key)
+            if old is None:
+                if self.store.put_if_absent(key, _seal_writes(task_id, task_path, entries)):
+                    return
+                continue
+            doc = codec.load_sealed(old, key)
+            have = {entry[0] for entry in doc["writes"]}
+            extra = [entry for entry in entries if entry[0] not in have]
+            if not extra or self.store.put(key, _seal_writes(task_id, task_path, doc["writes"] + extra), expect=old):
+                return
+
+    # --- deleting and copying -----------------------------------------------------------------------------
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint and write of a thread, in all its namespaces (objects go at the next gc)."""
+        for thread, ns, session_id in self._namespaces(_thread_key(str(thread_id)).rsplit("/", 1)[0] + "/"):
+            self._drop_session(thread, ns, session_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) whose metadata names one of `run_ids`."""
+        runs = set(run_ids)
+        if not runs:
+            return
+        for thread, ns, _ in self._namespaces():
+            t = self._thread(thread, ns, create=False)
+            if t is None:
+                continue
+            with t.lock:
+                records = self._records(t)
+                doomed = {
+                    seq
+                    for seq, record in records.items()
+                    if (self._values.decode(_lg(record).get("metadata"), copy=False) or {}).get("run_id") in runs
+                }
+                self._drop_checkpoints(t, records, doomed)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """`keep_latest`: keep each namespace's latest checkpoint (and its writes); `delete`: delete the threads."""
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}; use 'keep_latest' or 'delete'")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            for thread, ns, _ in self._namespaces(_thread_key(str(thread_id)).rsplit("/", 1)[0] + "/"):
+                t = self._thread(thread, ns, create=False)
+                if t is not None:
+                    with t.lock:
+                        records = self._records(t)
+                        self._drop_checkpoints(t, records, set(records) - {max(records, default=0)})
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of a thread to a new thread (which must have no checkpoints)."""
+        for _, ns, _ in self._namespaces(_thread_key(str(source_thread_id)).rsplit("/", 1)[0] + "/"):
+            src = self._thread(source_thread_id, ns, create=False)
+            if src is None or not src.chain.seqs():
+                continue
+            dst = self._thread(target_thread_id, ns, create=True)
+            with src.lock, dst.lock:
+                if dst.chain.head_seq():
+                    raise SafepointError(
+                        f"cannot copy LangGraph thread {source_thread_id!r} into {target_thread_id!r}: the target "
+                        f"already has checkpoints in namespace {ns!r}; delete it first or pick another thread id"
+                    )
+                seqs = src.chain.seqs()
+                self._create_session(dst, parent={"session": src.chain.id, "seq": seqs[-1]})
+                previous, renumbered = None, {}
+                for seq in seqs:
+                    record, doc = src.chain.load(seq)
+                    new_seq = len(renumbered) + 1
+                    previous = dst.chain.commit(
+                        doc,
+                        seq=new_seq,
+                        parent=renumbered.get(record.get("parent")),
+                        step=record.get("step"),
+                        status=Status(record["status"]),
+                        schema_version=record.get("schema_version", 1),
+                        meta=record["meta"],
+                        previous=previous,
+                    )
+                    renumbered[seq] = new_seq
+                    checkpoint_id = _lg(record)["checkpoint_id"]
+                    target = _writes_prefix(dst.chain.segment, checkpoint_id)
+                    for key in self.store.list(_writes_prefix(src.chain.segment, checkpoint_id)):
+                        blob = self.store.get(key)
+                        if blob is not None:
+                            self.store.put_if_absent(target + key.rsplit("/", 1)[1], blob)
+                dst.tip, dst.seen = previous, {}
+
+    def get_next_version(self, current: str | int | float | None, channel: None = None) -> str:
+        """A channel version: a zero-padded counter (string order is number order), then random hex digits so two
+        branches never give one version to different values. It also orders after LangGraph's 32-digit versions."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int | float):
+            number = int(current)
+        else:
+            number = int(str(current).split(".", 1)[0])
+        return f"{number + 1:012d}.{random.getrandbits(32):08x}"
+
+    # --- async: the same code in a worker thread ----------------------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,  # noqa: A002
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = self._list(config, filter, before, limit, lazy=False)
+        while (item := await asyncio.to_thread(next, found, None)) is not None:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    # --- helpers: sessions --------------------------------------------------------------------------------
+    def _thread(self, thread_id: Any, ns: str, *, create: bool) -> _Thread | None:
+        session_id = session_id_for(thread_id, ns)
+        with self._threads_lock:
+            t = self._threads.get(session_id)
+            if t is not None:
+                self._threads.move_to_end(session_id)
+                return t
+        chain = Chain(self.store, session_id)
+        info = chain.info()
+        if info is None and not create:
+            return None
+        if info is not None and info.agent != AGENT:
+            raise SafepointError(
+                f"session {session_id!r} exists and is not a LangGraph thread (agent {info.agent!r}); "
+                "use another thread id, or another store for LangGraph"
+            )
+        with self._threads_lock:
+            t = self._threads.setdefault(session_id, _Thread(str(thread_id), ns, chain))
+            while len(self._threads) > _CACHED_THREADS:
+                self._threads.popitem(last=False)
+        return t
+
+    def _create_session(self, t: _Thread, parent: dict[str, Any] | None = None) -> None:
+        index = {"thread_id": t.thread_id, "checkpoint_ns": t.ns, "session": t.chain.id}
+        self.store.put_if_absent(_thread_key(t.thread_id, t.ns), codec.seal(codec.dumps(index)))
+        if not t.chain.create(AGENT, [], parent):
+            info = t.chain.info()
+            if info is not None and info.agent != AGENT:
+                raise SafepointError(f"session {t.chain.id!r} exists and is not a LangGraph thread")
+
+    def _namespaces(self, prefix: str = "") -> list[tuple[str, str, str]]:
+        """(thread id, namespace, session id) of the threads under an index prefix (default: all of them)."""
+        found = []
+        for key in self.store.list(prefix or "langgraph/threads/"):
+            blob = self.store.get(key)
+            if blob is not None:
+                doc = codec.load_sealed(blob, key)
+                found.append((doc["thread_id"], doc["checkpoint_ns"], doc["session"]))
+        return found
+
+    def _drop_session(self, thread_id: str, ns: str, session_id: str) -> None:
+        with self._threads_lock:
+            self._threads.pop(session_id, None)
+        chain = Chain(self.store, session_id)
+        for seq in reversed(chain.seqs()):  # newest first: what a crash leaves still loads
+            self.store.delete(chain.commit_key(seq))
+        for prefix in (_writes_prefix(chain.segment), f"langgraph/ids/{chain.segment}/"):
+            for key in self.store.list(prefix):
+                self.store.delete(key)
+        for key in (chain.head_key, lease_key(chain.segment), chain.info_key, _thread_key(thread_id, ns)):
+            self.store.delete(key)
+
+    def _drop_checkpoints(self, t: _Thread, records: dict[int, dict[str, Any]], doomed: set[int]) -> None:
+        """Delete some checkpoints of a session; those kept whose deltas build on one become keyframes first."""
+        if not doomed:
+            return
+        if doomed >= set(records):
+            return self._drop_session(t.thread_id, t.ns, t.chain.id)
+        for seq in sorted(set(records) - doomed, reverse=True):
+            if any(link in doomed for link in range(records[seq]["base"], seq)):
+                t.chain.rebase(seq)
+        for seq in sorted(doomed, reverse=True):
+            checkpoint_id = _lg(records[seq]).get("checkpoint_id") or ""
+            for key in self.store.list(_writes_prefix(t.chain.segment, checkpoint_id)):
+                self.store.delete(key)
+            self.store.delete(_id_key(t.chain.segment, checkpoint_id))
+            self.store.delete(t.chain.commit_key(seq))
+        t.tip, t.seen = None, {}
+
+    # --- helpers: the chain -------------------------------------------------------------------------------
+    def _head(self, t: _Thread) -> tuple[int, dict[str, Any] | None]:
+        seq = t.chain.head_seq()
+        return seq, (t.chain.record(seq) if seq else None)
+
+    def _record(self, t: _Thread, seq: int) -> dict[str, Any] | None:
+        try:
+            return t.chain.record(seq)
+        except CheckpointNotFound:
+            return None
+
+    def _records(self, t: _Thread) -> dict[int, dict[str, Any]]:
+        return {seq: record for seq in t.chain.seqs() if (record := self._record(t, seq)) is not None}
+
+    def _find(
+        self, t: _Thread, checkpoint_id: str, mark: Any, head: int, head_record: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]] | None:
+        """(seq, record) of a LangGraph checkpoint id: the head, the config's mark, the id index, then a scan."""
+        if head_record is not None and _lg(head_record).get("checkpoint_id") == checkpoint_id:
+            return head, head_record
+        guesses = [mark[0]] if isinstance(mark, list) and mark and isinstance(mark[0], int) else []
+        hint = self.store.get(_id_key(t.chain.segment, checkpoint_id))
+        if hint is not None and hint.isdigit():
+            guesses.append(int(hint))
+        for seq in guesses:
+            record = self._record(t, seq)
+            if record is not None and _lg(record).get("checkpoint_id") == checkpoint_id:
+                return seq, record
+        for seq in reversed(t.chain.seqs()):
+            record = self._record(t, seq)
+            if record is not None and _lg(record).get("checkpoint_id") == checkpoint_id:
+                self.store.put_hint(_id_key(t.chain.segment, checkpoint_id), str(seq).encode())
+                return seq, record
+        return None
+
+    def _refuse_race(
+        self,
+        t: _Thread,
+        parent_id: str | None,
+        parent: int | None,
+        mark: Any,
+        head: int,
+        head_record: dict[str, Any] | None,
+        metadata: dict[str, Any],
+    ) -> None:
+        """ConflictError when this put continues from a checkpoint another writer already moved past.
+
+        A put continues from the checkpoint its run loaded as the thread's latest (the config's mark says which
+        seq was the head then), so a parent older than the head is a race unless the config addressed an older
+        checkpoint than the head it saw: that is a branch (update_state or a replay from get_state_history).
+        """
+        if parent_id is None:
+            if head and metadata.get("step") == -1 and metadata.get("source") == "input":
+                raise ConflictError(self._conflict(t, None, "another writer started this thread first"))
+            return
+        if parent is None or parent == head:
+            return
+        valid = isinstance(mark, list) and len(mark) == 2 and mark[0] == parent and isinstance(mark[1], int)
+        seen = mark[1] if valid else parent
+        if parent >= seen:
+            head_id = _lg(head_record or {}).get("checkpoint_id")
+            raise ConflictError(
+                self._conflict(t, parent_id, f"the thread has moved on to checkpoint {head_id} (seq {head})")
+            )
+
+    def _conflict(self, t: _Thread, parent_id: str | None, why: str) -> str:
+        start = f"checkpoint {parent_id}" if parent_id else "an empty thread"
+        return (
+            f"LangGraph thread {t.thread_id!r} (checkpoint_ns {t.ns!r}, safepoint session {t.chain.id!r}): this run "
+            f"continued from {start}, but {why}; nothing was saved. Another process is running this "
+            "thread: reload it (invoke or get_state without a checkpoint_id) and run again; to branch from an "
+            "older checkpoint on purpose, address it with a config from get_state_history"
+        )
+
+    def _tip(self, t: _Thread, head: int, head_record: dict[str, Any] | None) -> Saved | None:
+        """The writer state of the head, so the next commit can be a delta against it."""
+        if not head or head_record is None:
+            return None
+        tip = t.tip
+        if tip is None or tip.checkpoint.seq != head or tip.checkpoint.checksum != head_record["_checksum"]:
+            record, doc = t.chain.load(head)
+            t.tip, t.seen = t.chain.resume_point(record, doc), {}
+        return t.tip
+
+    def _encode_state(
+        self, t: _Thread, checkpoint: Checkpoint, new_versions: ChannelVersions, previous: Saved | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The checkpoint as JSON. Channels unchanged since the head reuse its stored JSON (same objects, so the
+        delta skips them at once); list channels encode only messages not seen before. Returns the state and
+        the channels encoded anew."""
+        base = previous.base["state"] if previous is not None else {}
+        base_values, base_versions = base.get("channel_values") or {}, base.get("channel_versions") or {}
+        versions = checkpoint["channel_versions"]
+        values: dict[str, Any] = {}
+        encoded: list[str] = []
+        for channel, value in checkpoint["channel_values"].items():
+            version = versions.get(channel)
+            if channel not in new_versions and version is not None and base_versions.get(channel) == version:
+                if channel in base_values:
+                    values[channel] = base_values[channel]
+                    continue
+            path = f"channel_values.{channel}"
+            if type(value) is list:
+                values[channel] = self._values.encode_list(value, path, t.seen.get(channel))
+            else:
+                values[channel] = self._values.encode(value, path)
+            encoded.append(channel)
+        state = {key: self._values.encode(value, key) for key, value in checkpoint.items() if key not in _IN_META}
+        state["channel_values"] = values
+        return state, encoded
+
+    def _decode_state(
+        self, state: dict[str, Any], record: dict[str, Any], seen_by: _Thread | None = None
+    ) -> dict[str, Any]:
+        values, lg = self._values, _lg(record)
+        checkpoint = {"id": lg["checkpoint_id"], "ts": lg.get("ts") or record["created_at"]}
+        checkpoint.update((key, values.decode(value)) for key, value in state.items() if key != "channel_values")
+        channel_values, seen = {}, {}
+        for channel, stored in (state.get("channel_values") or {}).items():
+            channel_values[channel] = value = values.decode(stored)
+            if seen_by is not None:
+                seen[channel] = seen_messages(value, stored)
+        checkpoint["channel_values"] = channel_values
+        if seen_by is not None:
+            seen_by.seen = seen
+        return checkpoint
+
+    def _state(self, t: _Thread, seq: int) -> dict[str, Any]:
+        return t.chain.load(seq)[1]["state"]
+
+    def _tuple(
+        self,
+        t: _Thread,
+        seq: int,
+        record: dict[str, Any],
+        head: int,
+        checkpoint: Any,
+        metadata: Any = None,
+        writes: Any = None,
+    ) -> CheckpointTuple:
+        lg = _lg(record)
+        parent_id = lg.get("parent_checkpoint_id")
+        return CheckpointTuple(
+            config=self._config(t, lg["checkpoint_id"], seq, head),
+            checkpoint=checkpoint,
+            metadata=self._values.decode(lg.get("metadata"), copy=False) if metadata is None else metadata,
+            parent_config=self._config(t, parent_id, record.get("parent"), head) if parent_id else None,
+            pending_writes=self._writes(t, lg["checkpoint_id"]) if writes is None else writes,
+        )
+
+    def _config(self, t: _Thread, checkpoint_id: str, seq: int | None, head: int) -> RunnableConfig:
+        configurable: dict[str, Any] = {"thread_id": t.thread_id, "checkpoint_ns": t.ns, "checkpoint_id": checkpoint_id}
+        if seq is not None:
+            configurable[MARK] = [seq, head]
+        return {"configurable": configurable}
+
+    def _writes(self, t: _Thread, checkpoint_id: str) -> list[tuple[str, str, Any]]:
+        """A checkpoint's pending writes in LangGraph's order (task path, task id, index)."""
+        keys = self.store.list(_writes_prefix(t.chain.segment, checkpoint_id))
+        found: dict[tuple[str, int], tuple[tuple[str, str, int], tuple[str, str, Any]]] = {}
+        for key in sorted(keys, key=lambda k: not k.endswith(".w")):  # replaced special writes win
+            blob = self.store.get(key)
+            if blob is None:
+                continue
+            doc = codec.load_sealed(blob, key)
+            for index, channel, value in doc["writes"]:
+                order = writes_sort_key(doc.get("task_path", ""), doc["task_id"], index)
+                found[(doc["task_id"], index)] = (order, (doc["task_id"], channel, self._values.decode(value)))
+        return [write for _, write in sorted(found.values(), key=lambda item: item[0])]
+
+
+def _seal_writes(task_id: str, task_path: str, entries: list[list[Any]]) -> bytes:
+    return codec.seal(codec.dumps({"task_id": str(task_id), "task_path": task_path, "writes": entries}))

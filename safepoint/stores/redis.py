@@ -1,0 +1,302 @@
+"""`redis://host:6379/0?prefix=name` (or `rediss://` for TLS): every key a Redis string, plus a sorted-set index.
+
+A store lives under one namespace (`prefix`, default `safepoint`): the value of key `k` is the string
+`{prefix}:v:k` and the set of all keys is the sorted set `{prefix}:index` (every member scored 0, so members
+sort bytewise and `list` is a ZRANGEBYLEX range, never a SCAN). The braces make the namespace a Redis Cluster
+hash tag: all keys of one store live in one slot, so the scripts below may touch them together.
+
+Every write is one Lua script (registered with `register_script`, run with EVALSHA), and Redis runs a script
+atomically, so the index never disagrees with the values:
+
+- `put_if_absent` is `SET ... NX` plus ZADD: of any number of racing writers exactly one gets OK.
+  It is the checkpoint commit point.
+- compare-and-set reads, compares and writes inside one script.
+- `commit` checks that the commit key is absent, then writes the objects, the commit key and the hints.
+
+Durability is the server's, and safepoint says which it gets: on open it reads `CONFIG GET save` and
+`appendonly`. With an append-only file (`appendonly yes`) a checkpoint survives a Redis restart (with
+`appendfsync everysec`, the default, a crash of the whole machine can lose the last second; `always` loses
+nothing). With RDB snapshots only, checkpoints since the last snapshot are lost when Redis stops; with neither,
+everything is. In both cases the store sets `durable = False` and emits a `SafepointWarning`; the same when
+`maxmemory-policy` lets Redis evict keys. Servers that forbid CONFIG (managed services) are trusted as
+configured: `persistence` is then `"unknown"`. Redis is the fast home for small, short-lived state; keep what
+must outlive the server in PostgreSQL, S3 or a file store.
+
+Commands are not retried on a lost connection: a retried script could report "lost" for a commit that won.
+The error is a StorageError, and the session finds its commit on the next save.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import SafepointError, SafepointWarning, StorageError
+from . import UnknownStoreURL, redacted
+from .base import ANY, Store, check_bytes, check_key
+
+DEFAULT_PREFIX = "safepoint"
+CONNECT_TIMEOUT_SECONDS = 10.0
+#: Long enough to move a large first checkpoint over a slow link.
+SOCKET_TIMEOUT_SECONDS = 60.0
+HEALTH_CHECK_SECONDS = 30
+
+_PREFIX_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+# KEYS: value key, index. ARGV: data, member.
+_PUT_IF_ABSENT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: value key, index. ARGV: data, member.
+_PUT = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+"""
+
+# KEYS: value key, index. ARGV: data, member, expected value. GET of a missing key is false, never equal.
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: value key, index. ARGV: member.
+_DELETE = """
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: index, commit value key, object value keys..., hint value keys...
+# ARGV: object count, commit member, commit data, then (member, data) per object, then per hint.
+# Objects, then the commit key, then hints: should a script fail halfway (out of memory: Redis does not roll
+# scripts back), what it leaves is what a crash of the generic commit leaves, orphan objects at most.
+_COMMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local objects = tonumber(ARGV[1])
+for i = 3, 2 + objects do
+  local at = 4 + (i - 3) * 2
+  redis.call('SET', KEYS[i], ARGV[at + 1], 'NX')
+  redis.call('ZADD', KEYS[1], 0, ARGV[at])
+end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[1], 0, ARGV[2])
+for i = 3 + objects, #KEYS do
+  local at = 4 + (i - 3) * 2
+  redis.call('SET', KEYS[i], ARGV[at + 1])
+  redis.call('ZADD', KEYS[1], 0, ARGV[at])
+end
+return 1
+"""
+
+
+class RedisStore(Store):
+    """Keys as Redis strings under one namespace, indexed by a sorted set; as durable as the server's settings."""
+
+    durable = True
+    cheap_create = True
+    #: What the server keeps on disk: "aof", "snapshots", "none", or "unknown" when CONFIG is forbidden.
+    persistence = "unknown"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connection_url, self.prefix = _parse_url(url)
+        self._display = redacted(url)
+        self._namespace = "{" + self.prefix + "}"
+        self._index = f"{self._namespace}:index"
+        with self._translate("open", None, writing=False):
+            self._client = redis.Redis.from_url(
+                connection_url,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                health_check_interval=HEALTH_CHECK_SECONDS,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._scripts = {
+                name: self._client.register_script(source)
+                for name, source in [
+                    ("put_if_absent", _PUT_IF_ABSENT),
+                    ("put", _PUT),
+                    ("compare_and_set", _COMPARE_AND_SET),
+                    ("delete", _DELETE),
+                    ("commit", _COMMIT),
+                ]
+            }
+            self._check_persistence()
+
+    # --- the primitives -------------------------------------------------------------------------
+    def _get(self, key: str) -> bytes | None:
+        with self._translate("read", key, writing=False):
+            return self._client.get(self._value_key(key))
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._run("create", key, "put_if_absent", [data, key])
+
+    def _put(self, key: str, data: bytes, expect: bytes | None | object) -> bool:
+        if expect is None:
+            return self._put_if_absent(key, data)
+        if expect is ANY:
+            return self._run("write", key, "put", [data, key])
+        if not isinstance(expect, bytes | bytearray | memoryview):
+            return False  # no stored value can equal it
+        return self._run("write", key, "compare_and_set", [data, key, bytes(expect)])
+
+    def _list(self, prefix: str) -> list[str]:
+        if prefix:
+            low, high = b"[" + prefix.encode(), b"(" + (prefix[:-1] + chr(ord(prefix[-1]) + 1)).encode()
+        else:
+            low, high = b"-", b"+"
+        with self._translate("list", prefix or "<all keys>", writing=False):
+            return [member.decode("ascii") for member in self._client.zrangebylex(self._index, low, high)]
+
+    def _delete(self, key: str) -> bool:
+        return self._run("delete", key, "delete", [key])
+
+    # --- fast paths -----------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists, without reading its value."""
+        key = check_key(key)
+        with self._translate("read", key, writing=False):
+            return self._client.exists(self._value_key(key)) == 1
+
+    def commit(
+        self,
+        objects: Iterable[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: Iterable[tuple[str, bytes]] = (),
+    ) -> bool:
+        """Create `key` with its objects and hints in one script; when `key` exists, write nothing."""
+        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
+        key, data = check_key(key), check_bytes(data, key)
+        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
+        keys = [self._index, self._value_key(key)] + [self._value_key(k) for k, _ in objects + hints]
+        args: list[bytes | str | int] = [len(objects), key, data]
+        for member, value in objects + hints:
+            args += [member, value]
+        with self._translate("commit", key):
+            return self._scripts["commit"](keys=keys, args=args) == 1
+
+    def close(self) -> None:
+        """Disconnect the connection pool; it reconnects on next use."""
+        self._client.close()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _value_key(self, key: str) -> str:
+        return f"{self._namespace}:v:{key}"
+
+    def _run(self, operation: str, key: str, script: str, args: list) -> bool:
+        with self._translate(operation, key):
+            return self._scripts[script](keys=[self._value_key(key), self._index], args=args) == 1
+
+    def _check_persistence(self) -> None:
+        """Find what the server keeps on disk; warn when checkpoints would not survive a restart."""
+        try:
+            save = _config(self._client, "save")
+            appendonly = _config(self._client, "appendonly")
+            policy = _config(self._client, "maxmemory-policy")
+        except redis.ResponseError:  # CONFIG is disabled or not permitted (managed Redis): trust the operator
+            self.persistence = "unknown"
+            self._client.ping()  # but do fail now if the server is not there at all
+            return
+        if appendonly == "yes":
+            self.persistence = "aof"
+        elif save.strip():
+            self.persistence = "snapshots"
+        else:
+            self.persistence = "none"
+        problems = []
+        if self.persistence == "none":
+            problems.append(
+                'keeps nothing on disk (save "" and appendonly no): every checkpoint is lost when Redis restarts'
+            )
+        elif self.persistence == "snapshots":
+            problems.append(
+                "keeps only RDB snapshots (appendonly no): checkpoints saved since the last snapshot are lost "
+                "when Redis stops"
+            )
+        if policy and policy != "noeviction":
+            problems.append(f"may evict keys under memory pressure (maxmemory-policy {policy})")
+        if problems:
+            self.durable = False
+            warnings.warn(
+                SafepointWarning(
+                    f"Redis store {self._display} is not durable: the server {'; and it '.join(problems)}. "
+                    "Set `appendonly yes` and `maxmemory-policy noeviction`, or keep checkpoints that must "
+                    "survive in PostgreSQL, S3 or a file store"
+                ),
+                stacklevel=4,
+            )
+
+    @contextmanager
+    def _translate(self, operation: str, key: str | None, *, writing: bool = True) -> Iterator[None]:
+        """Turn redis-py errors into StorageError naming the operation, the key, the store and what to do."""
+        target = self._display if key is None else f"key {key!r} in {self._display}"
+        try:
+            yield
+        except SafepointError:
+            raise
+        except redis.RedisError as exc:
+            advice = _advice(exc)
+            if writing:
+                advice += "; if this was a save, the previous checkpoint is untouched"
+            raise StorageError(f"cannot {operation} {target}: {exc}; {advice}") from exc
+
+
+def _config(client: redis.Redis, name: str) -> str:
+    value = client.config_get(name).get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _parse_url(url: str) -> tuple[str, str]:
+    """Split the safepoint option `prefix` off the URL; the rest goes to redis-py as it is."""
+    parts = urlsplit(url)
+    prefix = DEFAULT_PREFIX
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "prefix":
+            prefix = value
+        else:
+            kept.append((name, value))
+    if not _PREFIX_NAME.fullmatch(prefix):
+        raise UnknownStoreURL(
+            f"store URL {redacted(url)!r} has prefix {prefix!r}; use 1-100 characters of [A-Za-z0-9_.:-]"
+        )
+    return urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote))), prefix
+
+
+def _advice(exc: redis.RedisError) -> str:
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or text.startswith(("NOAUTH", "WRONGPASS")):
+        return "check the user name and password in the URL"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "check that the Redis server is running and reachable and that the URL is right, then retry"
+    if text.startswith("OOM"):
+        return "Redis reached maxmemory; free memory or raise maxmemory, then retry"
+    if text.startswith("READONLY"):
+        return "the server is a read-only replica; point the URL at the primary"
+    if text.startswith("MISCONF"):
+        return "Redis cannot write its snapshot to disk and refuses writes; check the server's disk and log"
+    if text.startswith("NOPERM"):
+        return "the Redis user lacks a permission (ACL); allow it EVALSHA, GET, EXISTS and ZRANGEBYLEX"
+    return "check the Redis server log, then retry"
