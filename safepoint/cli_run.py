@@ -15,6 +15,7 @@ import typer
 from .cli import SessionArg, _command, _fail, _note, _parse_value, _repo
 from .errors import WAITING_EXIT_CODE
 from .model import Status
+from .runtime.leases import DEFAULT_TTL
 from .runtime.runner import RunResult, find_agent, run
 from .runtime.worker import serve
 
@@ -74,10 +75,21 @@ def worker(
     until: Annotated[
         float | None, typer.Option("--for", min=0, metavar="SECONDS", help="Stop after this long.")
     ] = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            min=1.0,
+            metavar="SECONDS",
+            help="Lease length: how soon other workers take over a session of a worker that hangs or loses its host.",
+        ),
+    ] = DEFAULT_TTL,
 ) -> None:
     """Resume answered and crashed sessions with their registered agents until SIGTERM (or --for)."""
     _import_agents(agents)
-    results = serve(_repo(ctx), concurrency=concurrency, poll_interval=poll, until=until, log=_note)
+    results = serve(
+        _repo(ctx), concurrency=concurrency, poll_interval=poll, until=until, lease_ttl=lease_ttl, log=_note
+    )
     typer.echo(f"{len(results)} run(s): " + ", ".join(f"{r.session} {r.status}" for r in results))
 
 
@@ -85,7 +97,9 @@ def _report(result: RunResult) -> None:
     if result.replayed_steps:
         _note(
             f"resumed: {result.replayed_steps} step(s) replayed from checkpoints, "
-            f"{result.tokens_saved:,.0f} tokens not spent again"
+            f"{result.tokens_saved:,.0f} tokens"
+            + (f" (cost {result.cost_saved:g})" if result.cost_saved else "")
+            + " not spent again"
         )
     if result.status == Status.WAITING:
         names = ", ".join(result.waiting_for)

@@ -83,6 +83,7 @@ class RunResult:
     error: str | None = None
     replayed_steps: int = 0
     tokens_saved: float = 0
+    cost_saved: float = 0
     interrupted: bool = False
 
 
@@ -132,5 +133,6 @@ def _result(s: Session, status: Status, **fields: Any) -> RunResult:
         seq=s.seq,
         replayed_steps=s.replayed_steps,
         tokens_saved=s.saved_usage.get("tokens", 0),
+        cost_saved=s.saved_usage.get("cost", 0),
         **fields,
     )

@@ -59,7 +59,13 @@ def report_usage(tokens: int = 0, cost: float = 0.0, **counts: float) -> None:
 def _add(target: dict[str, Any], **amounts: float) -> None:
     for name, amount in amounts.items():
         if amount:
-            target[name] = target.get(name, 0) + amount
+            target[name] = _sum(target.get(name, 0), amount)
+
+
+def _sum(total: float, amount: float) -> float:
+    # Costs are decimal amounts added as binary floats: round the noise away (0.1 + 0.2 gives 0.3).
+    result = total + amount
+    return round(result, 9) if isinstance(result, float) else result
 
 
 def run_step(
@@ -121,8 +127,8 @@ def run_step(
 def _count_replay(session: Session, record: dict[str, Any]) -> None:
     session.replayed_steps += 1
     saved = record.get("usage", {})
-    session.saved_usage["tokens"] = session.saved_usage.get("tokens", 0) + saved.get("tokens", 0)
-    session.saved_usage["cost"] = session.saved_usage.get("cost", 0) + saved.get("cost", 0)
+    for name in ("tokens", "cost"):
+        session.saved_usage[name] = _sum(session.saved_usage.get(name, 0), saved.get(name, 0))
 
 
 def _describe(exc: BaseException) -> str:
