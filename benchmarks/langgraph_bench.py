@@ -21,6 +21,7 @@ it), put latency flat (end at most 1.5x the start), history listing under 100 ms
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import random
@@ -113,11 +114,11 @@ def tree_bytes(root: Path) -> dict[str, int]:
 
 
 def subjects(work: Path) -> list[Subject]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
     lg_db = work / "langgraph.db"
 
     def open_langgraph() -> Any:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
         saver = SqliteSaver(sqlite3.connect(lg_db, check_same_thread=False))
         saver.setup()
         return saver
@@ -265,9 +266,8 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
     rows = targets(items, steps)
     met = sum(1 for row in rows if row[3])
     counted = sum(1 for row in rows if row[3] is not None)
-    out = [f"## LangGraph\n\n`benchmarks/langgraph_bench.py`, {now}: the same LangGraph graph on LangGraph's "
-           f"SqliteSaver and on safepoint's SafepointSaver (directory and SQLite stores), one after the other in "
-           f"one run ({elapsed / 60:.1f} min).\n"]  # fmt: skip
+    out = [f"## LangGraph\n\n`benchmarks/langgraph_bench.py`, {now}: the same LangGraph graph on "
+           f"{'; '.join(s.name for s in items)}, one after the other in one run ({elapsed / 60:.1f} min).\n"]  # fmt: skip
     out.append("\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n")
     out.append(
         f"The graph: one node appends one ~500-character `AIMessage` per step with `add_messages` and loops to itself; "
@@ -309,8 +309,8 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
         "- Bytes on disk: SQLite files (LangGraph's and safepoint's) are the database plus its WAL after "
         "`PRAGMA wal_checkpoint(TRUNCATE)`. The directory store is counted twice: *apparent* = the sum of the file "
         "sizes, *allocated* = their blocks (`st_blocks * 512`); every file takes at least one 4 KiB block and the store "
-        "writes one commit record and one pending-write object per checkpoint, so its allocated size is mostly block "
-        "rounding (diagnostic, as in the core benchmark).\n"
+        "writes one commit record per checkpoint (a step's pending writes ride in the next checkpoint's record), so its "
+        "allocated size is mostly block rounding (diagnostic, as in the core benchmark).\n"
         "- `put` latency: the saver's `put` as LangGraph calls it (wrapped and timed), which includes the fsyncs. "
         "`get_tuple`: a new saver each time, median of 10 (both decode all messages). `saver.list()`: a new saver, "
         "iterating every checkpoint and reading its id and metadata (what a history view needs; SafepointSaver reads "
@@ -328,15 +328,21 @@ def machine_info(work: Path) -> dict[str, str]:
                 if line.startswith("MemTotal")), 0)  # fmt: skip
     fs = subprocess.run(["df", "-T", str(work)], capture_output=True, text=True).stdout.splitlines()[-1].split()
     git = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "CPU": f"{cpu} ({platform.machine()}), {os.cpu_count()} cores",
         "RAM": f"{mem / (1 << 20):.1f} GiB",
         "Stores in": f"`{work}` on {fs[1]} ({fs[0]})",
         "OS": f"{platform.system()} {platform.release()}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}",
-        "Versions": f"safepoint {safepoint.__version__} (git {git.stdout.strip() or '?'}), langgraph {version('langgraph')}, "
-        f"langgraph-checkpoint {version('langgraph-checkpoint')}, langgraph-checkpoint-sqlite {version('langgraph-checkpoint-sqlite')}",
+        "Versions": f"safepoint {safepoint.__version__} (git {git.stdout.strip() or '?'}), langgraph {installed('langgraph')}, "
+        f"langgraph-checkpoint {installed('langgraph-checkpoint')}, langgraph-checkpoint-sqlite {installed('langgraph-checkpoint-sqlite')}",
         "Load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }  # fmt: skip
 
@@ -354,6 +360,9 @@ def main() -> int:
     try:
         info = machine_info(work)
         items = [s for s in subjects(work) if not args.saver or s.key in args.saver]
+        if any(s.key == "langgraph" for s in items) and importlib.util.find_spec("langgraph.checkpoint.sqlite") is None:
+            print("LangGraph's SqliteSaver is not installed (pip install langgraph-checkpoint-sqlite): skipped")
+            items = [s for s in items if s.key != "langgraph"]
         for subject in items:
             run(subject, args.steps, lambda line: print(line, flush=True))
         flat = flatness(args.steps) if not args.saver else {}

@@ -38,12 +38,14 @@ def export_session(store: Store, session_id: str, path: str | os.PathLike[str]) 
     live: set[str] = set()
     for record in records.values():
         mark_live(store, record, live)
-    keys = [chain.info_key] + [chain.commit_key(seq) for seq in records] + sorted(live)
+    keys = [chain.info_key] + sorted(live)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial")
     try:
         with tarfile.open(tmp, "w") as archive:
             _add(archive, _MANIFEST, codec.dumps({"bundle": BUNDLE_FORMAT, "format": FORMAT, "session": session_id}))
+            for seq in records:  # as loose records, wherever this store keeps them
+                _add(archive, chain.commit_key(seq), chain.record_blob(seq))
             for key in keys:
                 blob = store.get(key)
                 if blob is None:

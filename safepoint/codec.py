@@ -159,7 +159,11 @@ def payload_digest(blob: bytes) -> str:
 
 def load_sealed(blob: bytes, key: str) -> Any:
     """Unseal and parse JSON; undecodable JSON is corruption too."""
-    payload = unseal(blob, key)
+    return parse(unseal(blob, key), key)
+
+
+def parse(payload: bytes, key: str) -> Any:
+    """Parse a verified payload; undecodable JSON is corruption too."""
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:

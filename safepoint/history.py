@@ -6,11 +6,19 @@ Layout (all keys under the store root):
     heads/<sid>                    hint: the latest seq; may lag after a crash, readers probe past it
     commits/<sid>/<seq:012d>       one commit record per checkpoint; creating it IS the commit
     objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
+    packs/<sid>/<first>-<last>     (stores with `pack_records`) the records of one finished keyframe cycle
+    packed/<sid>                   the highest seq ever packed: a commit at or below it lost to a pack
 
 A commit record is either a *keyframe* (the state's tree root, whose big parts are shared objects) or a
 *delta* (the operations since its parent). At most `KEYFRAME_EVERY - 1` deltas follow a keyframe, and
 together they stay smaller than the state, so loading any checkpoint reads one tree plus a bounded chain:
 O(state size), whatever the length of the history.
+
+On stores where every key costs a disk block (`Store.pack_records`: the directory store), a small record
+would take 4 KiB. So when a keyframe commits, the records of the cycle it closes are copied into one pack
+(written and made durable first), the `packed/<sid>` floor is raised, and only then are the loose records
+discarded. Readers look in the packs for any seq at or below the floor. A writer so stale that it re-creates a
+discarded record finds the floor above its seq and gets ConflictError, as it would have without packing.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +38,9 @@ from .errors import (
     ConflictError,
     CorruptCheckpoint,
     InvalidSessionId,
+    SafepointWarning,
     SchemaTooNew,
+    StorageError,
 )
 from .model import FORMAT, Checkpoint, SessionInfo, Status
 from .stores.base import Store
@@ -103,11 +114,19 @@ class Chain:
         self.info_key = f"sessions/{self.segment}"
         self.head_key = f"heads/{self.segment}"
         self.prefix = f"commits/{self.segment}/"
+        self.pack_prefix = f"packs/{self.segment}/"
+        self.floor_key = f"packed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
+        self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
+        self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
+        self._written: dict[int, bytes] = {}  # records this writer committed since its last keyframe
 
     def commit_key(self, seq: int) -> str:
         return f"{self.prefix}{seq:012d}"
+
+    def pack_key(self, first: int, last: int) -> str:
+        return f"{self.pack_prefix}{first:012d}-{last:012d}"
 
     # --- session identity ---------------------------------------------------------------------
     def info(self) -> SessionInfo | None:
@@ -163,14 +182,22 @@ class Chain:
         return seq
 
     def seqs(self) -> list[int]:
-        return [int(key.rsplit("/", 1)[1]) for key in self.store.list(self.prefix)]
+        loose = {int(key.rsplit("/", 1)[1]) for key in self.store.list(self.prefix)}
+        packed = {seq for first, last, _ in self.packs() for seq in range(first, last + 1)}
+        return sorted(loose | packed)
+
+    def packs(self) -> list[tuple[int, int, str]]:
+        """(first, last, key) of every pack of this session, oldest first."""
+        found = []
+        for key in self.store.list(self.pack_prefix):
+            first, _, last = key.rsplit("/", 1)[1].partition("-")
+            found.append((int(first), int(last), key))
+        self._floor = None  # the caller is about to read records: let them see the floor as it is now
+        return found
 
     def record(self, seq: int) -> dict[str, Any]:
-        key = self.commit_key(seq)
-        blob = self.store.get(key)
-        if blob is None:
-            raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
-        doc = codec.load_sealed(blob, key)
+        key, payload, checksum = self.record_payload(seq)
+        doc = codec.parse(payload, key)
         if doc.get("format", 0) > FORMAT:
             raise SchemaTooNew(
                 f"checkpoint {key} uses storage format {doc['format']}, this safepoint reads format {FORMAT}; "
@@ -178,8 +205,55 @@ class Chain:
             )
         if doc.get("seq") != seq or doc.get("session") != self.id:
             raise CorruptCheckpoint(key, "record names another session or seq")
-        doc["_checksum"] = codec.payload_digest(blob)
+        doc["_checksum"] = checksum
         return doc
+
+    def record_payload(self, seq: int) -> tuple[str, bytes, str]:
+        """(where it was found, its verified canonical JSON, its checksum): the record of `seq`, loose or packed."""
+        if self._floor is None or seq <= self._floor:
+            self._floor = self._read_floor()
+        if seq > self._floor:
+            found = self._loose(seq)
+            if found is not None:
+                return found
+            self._floor = self._read_floor()  # packed while we looked?
+        found = (self._packed(seq) if seq <= self._floor else None) or self._loose(seq)
+        if found is None:  # (a seq at or below the floor in no pack is a record unpacked again: see delete_records)
+            raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
+        return found
+
+    def record_blob(self, seq: int) -> bytes:
+        """The record of `seq` sealed as a loose record (what an export carries)."""
+        return codec.seal(self.record_payload(seq)[1])
+
+    def _loose(self, seq: int) -> tuple[str, bytes, str] | None:
+        key = self.commit_key(seq)
+        blob = self.store.get(key)
+        return None if blob is None else (key, codec.unseal(blob, key), codec.payload_digest(blob))
+
+    def _read_floor(self) -> int:
+        blob = self.store.get(self.floor_key)
+        try:
+            return int(blob) if blob else 0
+        except ValueError:
+            raise CorruptCheckpoint(self.floor_key, f"packed floor {blob[:40]!r} is not a number") from None
+
+    def _packed(self, seq: int) -> tuple[str, bytes, str] | None:
+        """The record of `seq` from the pack holding it, or None when no pack does."""
+        if self._pack is None or seq not in self._pack[1]:
+            holder = next(((f, la, k) for f, la, k in self.packs() if f <= seq <= la), None)
+            if holder is None:
+                return None
+            first, last, key = holder
+            blob = self.store.get(key)
+            if blob is None:
+                return None  # removed since it was listed (a deletion, or an unpack)
+            doc = codec.load_sealed(blob, key)
+            if doc.get("session") != self.id or [r.get("seq") for r in doc["records"]] != list(range(first, last + 1)):
+                raise CorruptCheckpoint(key, "pack names another session or does not hold its seqs")
+            self._pack = (key, {r["seq"]: codec.dumps(r) for r in doc["records"]})
+        payload = self._pack[1][seq]
+        return self._pack[0], payload, codec.sha256(payload)
 
     def checkpoint(self, seq: int) -> Checkpoint:
         return to_checkpoint(self.record(seq))
@@ -194,6 +268,8 @@ class Chain:
         records = [self.record(s) for s in range(top["base"], seq)] + [top]
         if "root" not in records[0]:
             raise CorruptCheckpoint(self.commit_key(records[0]["seq"]), "keyframe has no state root")
+        # Start from the newest keyframe: `rebase` may have turned a record inside the chain into one.
+        records = records[max(i for i, rec in enumerate(records) if "root" in rec) :]
         doc = TreeReader(self.store.get, self.known).read(records[0]["root"])
         for rec in records[1:]:
             doc = delta.apply(doc, rec["delta"])
@@ -252,20 +328,100 @@ class Chain:
             objects = writer.new_objects
             keyframe_seq, chain, spent = seq, 0, 0
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        sealed = codec.seal(codec.dumps(record))
+        payload = codec.dumps(record)
+        sealed = codec.seal(payload)
         self.last_attempt = codec.payload_digest(sealed)
         hint = (self.head_key, f"{seq:012d}".encode())  # fixed width: an in-place rewrite never leaves a tail
-        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [hint]):
+        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [hint]) or (
+            self.store.pack_records and self._lost_to_a_pack(seq)
+        ):
             raise ConflictError(
                 f"session {self.id!r}: checkpoint seq {seq} was committed by another writer first; "
                 "reopen the session to continue from the new head"
             )
         self.known.update(key.rsplit("/", 1)[1] for key in objects)
+        if self.store.pack_records:
+            if ops_bytes is None:
+                if previous is not None and previous.keyframe_seq < seq:
+                    self._pack_cycle(previous.keyframe_seq, seq - 1)
+                self._written = {}
+            self._written[seq] = payload
         if ops_bytes is not None:
             # Only now that the commit stands may the writer's copy move on (a private copy of the ops).
             base = delta.apply(previous.base, codec.loads(ops_bytes))  # type: ignore[union-attr]
         record["_checksum"] = codec.payload_digest(sealed)
         return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size)
+
+    # --- packing (stores with pack_records) ---------------------------------------------------------------
+    def _lost_to_a_pack(self, seq: int) -> bool:
+        """True (and our record discarded) when `seq` was packed before we created it: we re-created a record a
+        pack had already taken over, so some other writer committed this seq long ago."""
+        if seq > self._read_floor() or not any(first <= seq <= last for first, last, _ in self.packs()):
+            return False
+        self.store.discard([self.commit_key(seq)])
+        return True
+
+    def _pack_cycle(self, first: int, last: int) -> None:
+        """Copy the records `first`..`last` (a finished cycle) into one pack, raise the floor, drop the copies.
+
+        Best effort: the checkpoint that closed the cycle is committed already, and loose records are as good
+        as packed ones, so a failure here only warns.
+        """
+        try:
+            records = []
+            for seq in range(first, last + 1):
+                payload = self._written.get(seq) or self.record_payload(seq)[1]
+                record = codec.loads(payload)
+                if codec.dumps(record) != payload:
+                    return  # not canonical JSON (an old writer?): a pack could not give back the same bytes
+                records.append(record)
+            pack = {"format": FORMAT, "session": self.id, "first": first, "last": last, "records": records}
+            self.store.put_if_absent(self.pack_key(first, last), codec.seal(codec.dumps(pack)))
+            self.finish_pack(first, last)
+        except (StorageError, CheckpointNotFound, CorruptCheckpoint) as exc:
+            warnings.warn(
+                f"session {self.id!r}: could not pack checkpoints {first}-{last} ({exc}); they stay as they are",
+                SafepointWarning,
+                stacklevel=4,
+            )
+
+    def finish_pack(self, first: int, last: int) -> None:
+        """Raise the floor to `last` and discard the loose copies of a pack's records (again, after a crash)."""
+        for _ in range(100):
+            blob = self.store.get(self.floor_key)
+            if (int(blob) if blob else 0) >= last or self.store.put(
+                self.floor_key, f"{last:012d}".encode(), expect=blob
+            ):
+                break
+        else:
+            raise StorageError(f"session {self.id!r}: the packed floor {self.floor_key} keeps changing")
+        self._floor = None
+        self.store.discard([self.commit_key(seq) for seq in range(first, last + 1)])
+
+    def delete_records(self, seqs: Iterable[int]) -> None:
+        """Delete the records of `seqs`, loose or packed."""
+        doomed = set(seqs)
+        self._unpack(doomed, keep=False)
+        for seq in sorted(doomed, reverse=True):  # newest first: what a crash leaves still loads
+            self.store.delete(self.commit_key(seq))
+
+    def _unpack(self, seqs: set[int], *, keep: bool = True) -> None:
+        """Turn the packs holding any of `seqs` back into loose records (all of them, or with `keep=False` all
+        but `seqs`), then delete those packs. Loose records at or below the floor are read when no pack has them.
+        """
+        for first, last, key in self.packs():
+            inside = set(range(first, last + 1))
+            if not inside & seqs:
+                continue
+            for seq in sorted(inside if keep else inside - seqs):  # the loose copies first, then the pack goes
+                self.store.put(self.commit_key(seq), self.record_blob(seq))
+            self.store.delete(key)
+            self._pack = None
+
+    def delete_all(self) -> None:
+        """Delete every record, pack and the floor of this session (the session record stays)."""
+        self.delete_records(self.seqs())
+        self.store.delete(self.floor_key)
 
     def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
@@ -287,6 +443,7 @@ class Chain:
         record.update(base=seq, root=writer.root(codec.loads(snapshot), len(snapshot)), since=0, size=len(snapshot))
         for key, blob in writer.new_objects.items():
             self.store.put_if_absent(key, blob)
+        self._unpack({seq})  # a packed record is replaced as a loose one
         self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
 

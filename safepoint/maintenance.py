@@ -152,7 +152,7 @@ def fsck(store: Store, progress: Progress | None = None) -> FsckReport:
                 records[seq] = chain.record(seq)
             except CorruptCheckpoint as exc:
                 records[seq] = None
-                check.bad[chain.commit_key(seq)] = exc.reason
+                check.bad[exc.key] = exc.reason  # the record's key, or the pack holding it
         for seq, record in records.items():
             for key in _checkpoint_damage(chain, check, records, seq, record):
                 broken_by.setdefault(key, []).append((session_id, seq))
@@ -167,12 +167,12 @@ def _checkpoint_damage(
 ) -> list[str]:
     """Keys of damaged things that stop checkpoint `seq` from loading."""
     if record is None:
-        return [chain.commit_key(seq)]
+        return [_record_key(chain, seq)]
     damaged: list[str] = []
     base = record["base"]
     for link in range(base, seq):
         if records.get(link) is None:
-            key = chain.commit_key(link)
+            key = _record_key(chain, link)
             if link not in records:
                 check.bad.setdefault(key, "checkpoint record is missing but later deltas need it")
             damaged.append(key)
@@ -182,6 +182,14 @@ def _checkpoint_damage(
     for ref in record.get("artifacts", []):
         damaged += check.artifact(ref)
     return damaged
+
+
+def _record_key(chain: Chain, seq: int) -> str:
+    """Where the record of `seq` lives: the pack holding it, or its own key."""
+    for first, last, key in chain.packs():
+        if first <= seq <= last:
+            return key
+    return chain.commit_key(seq)
 
 
 def last_good(store: Store, session_id: str) -> int | None:
@@ -221,13 +229,15 @@ def gc(
         if progress:
             progress(session_id)
         chain = Chain(store, session_id)
+        if not dry_run:
+            for first, last, _ in chain.packs():
+                chain.finish_pack(first, last)  # after a crash in the middle of packing
         seqs = chain.seqs()
         records = {seq: chain.record(seq) for seq in seqs}
         drop = _retention(records, keep_last, newer_than)
-        for seq in drop:
-            if not dry_run:
-                store.delete(chain.commit_key(seq))
-            deleted_checkpoints += 1
+        if not dry_run:
+            chain.delete_records(drop)
+        deleted_checkpoints += len(drop)
         for seq, record in records.items():
             if seq not in drop:
                 mark_live(store, record, live)

@@ -1,5 +1,8 @@
 """How the LangGraph saver keeps values: LangGraph's own serializer, stored as JSON; and lazy containers.
 
+A checkpoint is stored as a state: its channel values, versions and the rest as JSON (its id and time ride in the
+commit record).
+
 A value goes through the saver's serializer (`dumps_typed`, LangGraph's JsonPlusSerializer by default). Its
 msgpack output is kept as JSON: plain data stays as it is (readable in `safepoint show`, diffable), and what JSON
 cannot say is tagged with `{"__lg__": ...}`: a class instance (LangGraph's msgpack extension: module, class,
@@ -26,6 +29,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from ..errors import NotSerializable
 
 TAG = "__lg__"  # marks JSON that stands for something JSON cannot say (a class, bytes, a NaN...)
+_IN_RECORD = ("channel_values", "id", "ts")  # checkpoint keys not stored as state values (id and ts: the record)
 
 
 class _Ext:
@@ -186,6 +190,46 @@ class Values:
             else:
                 return self.encode(items, path)
         return {TAG: "msgpack", "v": out} if tagged[0] else out
+
+    def encode_state(
+        self, checkpoint: dict[str, Any], new_versions: dict[str, Any], base: dict[str, Any], seen: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The checkpoint as JSON. Channels unchanged since `base` (the head's stored state) reuse its JSON (the
+        same objects, so the delta skips them at once); list channels encode only messages not in `seen`.
+        Returns the state and the channels encoded anew."""
+        base_values, base_versions = base.get("channel_values") or {}, base.get("channel_versions") or {}
+        versions = checkpoint["channel_versions"]
+        values: dict[str, Any] = {}
+        encoded: list[str] = []
+        for channel, value in checkpoint["channel_values"].items():
+            version = versions.get(channel)
+            if channel not in new_versions and version is not None and base_versions.get(channel) == version:
+                if channel in base_values:
+                    values[channel] = base_values[channel]
+                    continue
+            path = f"channel_values.{channel}"
+            if type(value) is list:
+                values[channel] = self.encode_list(value, path, seen.get(channel))
+            else:
+                values[channel] = self.encode(value, path)
+            encoded.append(channel)
+        state = {key: self.encode(value, key) for key, value in checkpoint.items() if key not in _IN_RECORD}
+        state["channel_values"] = values
+        return state, encoded
+
+    def decode_state(
+        self, state: dict[str, Any], checkpoint_id: str, ts: str, *, seen: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Seen | None]]:
+        """The checkpoint back from its stored state; with `seen`, also the messages of its list channels."""
+        checkpoint = {"id": checkpoint_id, "ts": ts}
+        checkpoint.update((key, self.decode(value)) for key, value in state.items() if key != "channel_values")
+        channel_values, messages = {}, {}
+        for channel, stored in (state.get("channel_values") or {}).items():
+            channel_values[channel] = value = self.decode(stored)
+            if seen:
+                messages[channel] = seen_messages(value, stored)
+        checkpoint["channel_values"] = channel_values
+        return checkpoint, messages
 
     def decode(self, stored: Any, *, copy: bool = True) -> Any:
         """The value back; plain data is copied unless `copy=False` (the caller owns `stored`)."""

@@ -11,8 +11,8 @@ How LangGraph's records map onto safepoint's (docs/langgraph.md has the long for
 - A LangGraph checkpoint is a safepoint checkpoint whose state is the checkpoint as JSON: channel values go
   through LangGraph's own serializer and are kept as JSON (never pickle), so history is stored as deltas and
   shared tree objects. Its id, parent id and metadata ride in the commit record's `meta`: listing reads no state.
-- Pending writes are sealed objects under `langgraph/writes/<session>/<checkpoint id>/`, written once per task
-  (the special channels - errors, interrupts, resumes - are replaced, as LangGraph expects).
+- Pending writes are sealed objects under `langgraph/writes/<session>/<checkpoint id>/`, one per task, until the
+  thread's next checkpoint is committed: that commit record carries them from then on (`_langgraph_writes`).
 - A put continues from its parent and creates the next seq only if absent. When another writer committed first,
   or the thread moved past the checkpoint this run loaded as its latest, the put raises `ConflictError` and
   saves nothing. A config that addresses an older checkpoint on purpose (from `get_state_history`) branches.
@@ -21,10 +21,8 @@ How LangGraph's records map onto safepoint's (docs/langgraph.md has the long for
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import random
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -45,21 +43,15 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from .. import codec
-from ..errors import CheckpointNotFound, ConflictError, InvalidSessionId, SafepointError
-from ..history import Chain, Saved, check_session_id
+from ..errors import CheckpointNotFound, ConflictError, SafepointError
+from ..history import Chain, Saved
 from ..model import Status
 from ..repository import Repository
 from ..runtime.leases import lease_key
 from ..stores import Store, open_store
+from ._langgraph_keys import id_key, ids_prefix, session_id_for, thread_key, threads_prefix, writes_prefix
 from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
-
-try:
-    from langgraph.checkpoint.base import writes_sort_key
-except ImportError:  # langgraph-checkpoint before 4: the same order, spelled out
-
-    def writes_sort_key(task_path: str, task_id: str = "", idx: int = 0) -> tuple[str, str, int]:
-        return (task_path, task_id, idx)
-
+from ._langgraph_writes import PendingWrites
 
 __all__ = ["AGENT", "MARK", "SafepointSaver", "session_id_for"]
 
@@ -67,49 +59,7 @@ __all__ = ["AGENT", "MARK", "SafepointSaver", "session_id_for"]
 AGENT = "langgraph"
 #: Configurable key on the configs this saver hands out: [seq of the checkpoint, seq of the thread's head then].
 MARK = "__safepoint_at__"
-_IN_META = ("channel_values", "id", "ts")  # checkpoint keys not stored as state (id and ts are in the record)
 _CACHED_THREADS = 128
-
-
-# --- names ----------------------------------------------------------------------------------------------------
-_ESCAPE = re.compile(r"[%/\\#\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,100}")
-
-
-def _escape(text: str) -> str:
-    return _ESCAPE.sub(lambda m: f"%{ord(m.group()):02X}" if ord(m.group()) < 256 else f"%u{ord(m.group()):04X}", text)
-
-
-def session_id_for(thread_id: Any, checkpoint_ns: str = "") -> str:
-    """The safepoint session holding a LangGraph thread's checkpoints in one namespace (the thread id itself for
-    the root namespace, when it makes a valid session id)."""
-    name = _escape(str(thread_id)) + (f"#{_escape(checkpoint_ns)}" if checkpoint_ns else "")
-    try:
-        return check_session_id(name)
-    except InvalidSessionId:
-        digest = hashlib.sha256(f"{thread_id}\0{checkpoint_ns}".encode("utf-8", "surrogatepass")).hexdigest()
-        return f"#langgraph-{digest[:40]}"
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _segment(text: str) -> str:
-    """A store key segment naming `text` (a checkpoint or task id): itself when plain, else a hash."""
-    return text if _PLAIN_SEGMENT.fullmatch(text) else "~" + _hash(text)
-
-
-def _thread_key(thread_id: str, ns: str = "") -> str:
-    return f"langgraph/threads/{_hash(thread_id)}/{_hash(ns)}"
-
-
-def _writes_prefix(segment: str, checkpoint_id: str | None = None) -> str:
-    return f"langgraph/writes/{segment}/" + (f"{_segment(checkpoint_id)}/" if checkpoint_id is not None else "")
-
-
-def _id_key(segment: str, checkpoint_id: str) -> str:
-    return f"langgraph/ids/{segment}/{_segment(checkpoint_id)}"
 
 
 # --- the saver ------------------------------------------------------------------------------------------------
@@ -127,6 +77,12 @@ class _Thread:
 
 def _lg(record: dict[str, Any]) -> dict[str, Any]:
     return (record.get("meta") or {}).get("langgraph") or {}
+
+
+def _folded(record: dict[str, Any] | None, checkpoint_id: str) -> list[dict[str, Any]]:
+    """The writes of checkpoint `checkpoint_id` folded into `record`, the record of the next seq."""
+    lg = _lg(record or {})
+    return lg.get("parent_writes", []) if lg.get("parent_checkpoint_id") == checkpoint_id else []
 
 
 def _step(metadata: dict[str, Any]) -> str | None:
@@ -151,6 +107,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         self.store = store.store if isinstance(store, Repository) else open_store(store)
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._threads_lock = threading.Lock()
+        self._pending = PendingWrites(self.store)
 
     @classmethod
     def from_url(cls, url: str | os.PathLike[str] | None = None, *, serde: SerializerProtocol | None = None):
@@ -215,7 +172,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         if conf.get("thread_id") is not None and "checkpoint_ns" in conf:
             targets = [(str(conf["thread_id"]), conf["checkpoint_ns"] or "")]
         else:
-            prefix = _thread_key(str(conf["thread_id"])).rsplit("/", 1)[0] + "/" if conf.get("thread_id") else ""
+            prefix = threads_prefix(str(conf["thread_id"])) if conf.get("thread_id") else threads_prefix()
             targets = [(thread, ns) for thread, ns, _ in self._namespaces(prefix)]
         bound = (before or {}).get("configurable") or {}
         found: Iterator[tuple[_Thread, int, dict[str, Any], Any, int]] | list = []
@@ -230,10 +187,10 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             checkpoint_id = _lg(record)["checkpoint_id"]
             if lazy:
                 checkpoint: Any = LazyDict(lambda t=t, seq=seq, r=record: self._decode_state(self._state(t, seq), r))
-                writes: Any = LazyList(lambda t=t, checkpoint_id=checkpoint_id: self._writes(t, checkpoint_id))
+                writes: Any = LazyList(lambda t=t, seq=seq, cid=checkpoint_id: self._writes(t, seq, cid))
             else:
                 checkpoint = self._decode_state(self._state(t, seq), record)
-                writes = self._writes(t, checkpoint_id)
+                writes = self._writes(t, seq, checkpoint_id)
             yield self._tuple(t, seq, record, head, checkpoint, metadata, writes)
 
     def _matches(
@@ -286,7 +243,8 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             parent = found[0] if found else None
             self._refuse_race(t, parent_id, parent, conf.get(MARK), head, head_record, metadata)
             previous = self._tip(t, head, head_record)
-            state, encoded = self._encode_state(t, checkpoint, new_versions, previous)
+            base = previous.base["state"] if previous is not None else {}
+            state, encoded = self._values.encode_state(checkpoint, new_versions, base, t.seen)
             meta = {
                 "langgraph": {
                     "checkpoint_id": checkpoint["id"],
@@ -295,6 +253,10 @@ class SafepointSaver(BaseCheckpointSaver[str]):
                     "metadata": self._values.encode(metadata, "metadata"),
                 }
             }
+            # Continuing from the head: its `.w` writes ride in this record (`_langgraph_writes`, "Folding").
+            fold = self._pending.take(writes_prefix(t.chain.segment, parent_id)) if parent == head else None
+            if fold is not None and fold.docs:
+                meta["langgraph"]["parent_writes"] = fold.docs
             try:
                 saved = t.chain.commit(
                     {"state": state, "runtime": {}},
@@ -312,6 +274,8 @@ class SafepointSaver(BaseCheckpointSaver[str]):
                     self._conflict(t, parent_id, f"another writer committed seq {head + 1} first")
                 ) from None
             t.tip = saved
+            if fold is not None:
+                self._pending.release(fold)
             stored = saved.base["state"]["channel_values"]
             for channel in encoded:
                 t.seen[channel] = seen_messages(
@@ -329,35 +293,18 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         """Store a task's writes against a checkpoint: the first ones stay, unless all are special channels."""
         conf = config["configurable"]
         t = self._thread(conf["thread_id"], conf.get("checkpoint_ns", ""), create=True)
-        prefix = _writes_prefix(t.chain.segment, conf["checkpoint_id"])
         entries = [
             [WRITES_IDX_MAP.get(channel, index), channel, self._values.encode(value, f"writes.{channel}")]
             for index, (channel, value) in enumerate(writes)
         ]
-        name = prefix + _hash(str(task_id))[:16]  # the task id itself is in the object
-        if all(channel in WRITES_IDX_MAP for channel, _ in writes):
-            for entry in entries:
-                self.store.put(f"{name}.{entry[0]}", _seal_writes(task_id, task_path, [entry]))
-            return
-        key = f"{name}.w"
-        if self.store.put_if_absent(key, _seal_writes(task_id, task_path, entries)):
-            return
-        while True:  # a retried task: keep what is stored, add only writes (by index) it lacks
-            old = self.store.get(key)
-            if old is None:
-                if self.store.put_if_absent(key, _seal_writes(task_id, task_path, entries)):
-                    return
-                continue
-            doc = codec.load_sealed(old, key)
-            have = {entry[0] for entry in doc["writes"]}
-            extra = [entry for entry in entries if entry[0] not in have]
-            if not extra or self.store.put(key, _seal_writes(task_id, task_path, doc["writes"] + extra), expect=old):
-                return
+        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        prefix = writes_prefix(t.chain.segment, conf["checkpoint_id"])
+        self._pending.put(prefix, task_id, task_path, entries, special=special)
 
     # --- deleting and copying -----------------------------------------------------------------------------
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all its namespaces (objects go at the next gc)."""
-        for thread, ns, session_id in self._namespaces(_thread_key(str(thread_id)).rsplit("/", 1)[0] + "/"):
+        for thread, ns, session_id in self._namespaces(threads_prefix(str(thread_id))):
             self._drop_session(thread, ns, session_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -386,7 +333,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 self.delete_thread(thread_id)
                 continue
-            for thread, ns, _ in self._namespaces(_thread_key(str(thread_id)).rsplit("/", 1)[0] + "/"):
+            for thread, ns, _ in self._namespaces(threads_prefix(str(thread_id))):
                 t = self._thread(thread, ns, create=False)
                 if t is not None:
                     with t.lock:
@@ -395,7 +342,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread to a new thread (which must have no checkpoints)."""
-        for _, ns, _ in self._namespaces(_thread_key(str(source_thread_id)).rsplit("/", 1)[0] + "/"):
+        for _, ns, _ in self._namespaces(threads_prefix(str(source_thread_id))):
             src = self._thread(source_thread_id, ns, create=False)
             if src is None or not src.chain.seqs():
                 continue
@@ -424,11 +371,9 @@ class SafepointSaver(BaseCheckpointSaver[str]):
                     )
                     renumbered[seq] = new_seq
                     checkpoint_id = _lg(record)["checkpoint_id"]
-                    target = _writes_prefix(dst.chain.segment, checkpoint_id)
-                    for key in self.store.list(_writes_prefix(src.chain.segment, checkpoint_id)):
-                        blob = self.store.get(key)
-                        if blob is not None:
-                            self.store.put_if_absent(target + key.rsplit("/", 1)[1], blob)
+                    self._pending.copy(
+                        writes_prefix(src.chain.segment, checkpoint_id), writes_prefix(dst.chain.segment, checkpoint_id)
+                    )
                 dst.tip, dst.seen = previous, {}
 
     def get_next_version(self, current: str | int | float | None, channel: None = None) -> str:
@@ -509,7 +454,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
 
     def _create_session(self, t: _Thread, parent: dict[str, Any] | None = None) -> None:
         index = {"thread_id": t.thread_id, "checkpoint_ns": t.ns, "session": t.chain.id}
-        self.store.put_if_absent(_thread_key(t.thread_id, t.ns), codec.seal(codec.dumps(index)))
+        self.store.put_if_absent(thread_key(t.thread_id, t.ns), codec.seal(codec.dumps(index)))
         if not t.chain.create(AGENT, [], parent):
             info = t.chain.info()
             if info is not None and info.agent != AGENT:
@@ -518,7 +463,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
     def _namespaces(self, prefix: str = "") -> list[tuple[str, str, str]]:
         """(thread id, namespace, session id) of the threads under an index prefix (default: all of them)."""
         found = []
-        for key in self.store.list(prefix or "langgraph/threads/"):
+        for key in self.store.list(prefix or threads_prefix()):
             blob = self.store.get(key)
             if blob is not None:
                 doc = codec.load_sealed(blob, key)
@@ -529,29 +474,32 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         with self._threads_lock:
             self._threads.pop(session_id, None)
         chain = Chain(self.store, session_id)
-        for seq in reversed(chain.seqs()):  # newest first: what a crash leaves still loads
-            self.store.delete(chain.commit_key(seq))
-        for prefix in (_writes_prefix(chain.segment), f"langgraph/ids/{chain.segment}/"):
-            for key in self.store.list(prefix):
-                self.store.delete(key)
-        for key in (chain.head_key, lease_key(chain.segment), chain.info_key, _thread_key(thread_id, ns)):
+        chain.delete_all()
+        self._pending.delete(writes_prefix(chain.segment))
+        for key in self.store.list(ids_prefix(chain.segment)):
+            self.store.delete(key)
+        for key in (chain.head_key, lease_key(chain.segment), chain.info_key, thread_key(thread_id, ns)):
             self.store.delete(key)
 
     def _drop_checkpoints(self, t: _Thread, records: dict[int, dict[str, Any]], doomed: set[int]) -> None:
-        """Delete some checkpoints of a session; those kept whose deltas build on one become keyframes first."""
+        """Delete some checkpoints of a session; those kept whose deltas build on one become keyframes first, and
+        the writes of a kept checkpoint folded into a doomed record go back to objects first."""
         if not doomed:
             return
         if doomed >= set(records):
             return self._drop_session(t.thread_id, t.ns, t.chain.id)
+        for seq in sorted(doomed):
+            kept = _lg(records[seq - 1])["checkpoint_id"] if seq - 1 in records and seq - 1 not in doomed else None
+            if kept is not None and (folded := _folded(records[seq], kept)):
+                self._pending.restore(writes_prefix(t.chain.segment, kept), folded)
         for seq in sorted(set(records) - doomed, reverse=True):
             if any(link in doomed for link in range(records[seq]["base"], seq)):
                 t.chain.rebase(seq)
         for seq in sorted(doomed, reverse=True):
             checkpoint_id = _lg(records[seq]).get("checkpoint_id") or ""
-            for key in self.store.list(_writes_prefix(t.chain.segment, checkpoint_id)):
-                self.store.delete(key)
-            self.store.delete(_id_key(t.chain.segment, checkpoint_id))
-            self.store.delete(t.chain.commit_key(seq))
+            self._pending.delete(writes_prefix(t.chain.segment, checkpoint_id))
+            self.store.delete(id_key(t.chain.segment, checkpoint_id))
+        t.chain.delete_records(doomed)
         t.tip, t.seen = None, {}
 
     # --- helpers: the chain -------------------------------------------------------------------------------
@@ -575,7 +523,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         if head_record is not None and _lg(head_record).get("checkpoint_id") == checkpoint_id:
             return head, head_record
         guesses = [mark[0]] if isinstance(mark, list) and mark and isinstance(mark[0], int) else []
-        hint = self.store.get(_id_key(t.chain.segment, checkpoint_id))
+        hint = self.store.get(id_key(t.chain.segment, checkpoint_id))
         if hint is not None and hint.isdigit():
             guesses.append(int(hint))
         for seq in guesses:
@@ -585,7 +533,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         for seq in reversed(t.chain.seqs()):
             record = self._record(t, seq)
             if record is not None and _lg(record).get("checkpoint_id") == checkpoint_id:
-                self.store.put_hint(_id_key(t.chain.segment, checkpoint_id), str(seq).encode())
+                self.store.put_hint(id_key(t.chain.segment, checkpoint_id), str(seq).encode())
                 return seq, record
         return None
 
@@ -638,45 +586,13 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             t.tip, t.seen = t.chain.resume_point(record, doc), {}
         return t.tip
 
-    def _encode_state(
-        self, t: _Thread, checkpoint: Checkpoint, new_versions: ChannelVersions, previous: Saved | None
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The checkpoint as JSON. Channels unchanged since the head reuse its stored JSON (same objects, so the
-        delta skips them at once); list channels encode only messages not seen before. Returns the state and
-        the channels encoded anew."""
-        base = previous.base["state"] if previous is not None else {}
-        base_values, base_versions = base.get("channel_values") or {}, base.get("channel_versions") or {}
-        versions = checkpoint["channel_versions"]
-        values: dict[str, Any] = {}
-        encoded: list[str] = []
-        for channel, value in checkpoint["channel_values"].items():
-            version = versions.get(channel)
-            if channel not in new_versions and version is not None and base_versions.get(channel) == version:
-                if channel in base_values:
-                    values[channel] = base_values[channel]
-                    continue
-            path = f"channel_values.{channel}"
-            if type(value) is list:
-                values[channel] = self._values.encode_list(value, path, t.seen.get(channel))
-            else:
-                values[channel] = self._values.encode(value, path)
-            encoded.append(channel)
-        state = {key: self._values.encode(value, key) for key, value in checkpoint.items() if key not in _IN_META}
-        state["channel_values"] = values
-        return state, encoded
-
     def _decode_state(
         self, state: dict[str, Any], record: dict[str, Any], seen_by: _Thread | None = None
     ) -> dict[str, Any]:
-        values, lg = self._values, _lg(record)
-        checkpoint = {"id": lg["checkpoint_id"], "ts": lg.get("ts") or record["created_at"]}
-        checkpoint.update((key, values.decode(value)) for key, value in state.items() if key != "channel_values")
-        channel_values, seen = {}, {}
-        for channel, stored in (state.get("channel_values") or {}).items():
-            channel_values[channel] = value = values.decode(stored)
-            if seen_by is not None:
-                seen[channel] = seen_messages(value, stored)
-        checkpoint["channel_values"] = channel_values
+        """A stored state back as a LangGraph checkpoint; `seen_by` (the head's thread) learns its messages."""
+        lg = _lg(record)
+        ts = lg.get("ts") or record["created_at"]
+        checkpoint, seen = self._values.decode_state(state, lg["checkpoint_id"], ts, seen=seen_by is not None)
         if seen_by is not None:
             seen_by.seen = seen
         return checkpoint
@@ -701,7 +617,7 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             checkpoint=checkpoint,
             metadata=self._values.decode(lg.get("metadata"), copy=False) if metadata is None else metadata,
             parent_config=self._config(t, parent_id, record.get("parent"), head) if parent_id else None,
-            pending_writes=self._writes(t, lg["checkpoint_id"]) if writes is None else writes,
+            pending_writes=self._writes(t, seq, lg["checkpoint_id"]) if writes is None else writes,
         )
 
     def _config(self, t: _Thread, checkpoint_id: str, seq: int | None, head: int) -> RunnableConfig:
@@ -710,20 +626,9 @@ class SafepointSaver(BaseCheckpointSaver[str]):
             configurable[MARK] = [seq, head]
         return {"configurable": configurable}
 
-    def _writes(self, t: _Thread, checkpoint_id: str) -> list[tuple[str, str, Any]]:
-        """A checkpoint's pending writes in LangGraph's order (task path, task id, index)."""
-        keys = self.store.list(_writes_prefix(t.chain.segment, checkpoint_id))
-        found: dict[tuple[str, int], tuple[tuple[str, str, int], tuple[str, str, Any]]] = {}
-        for key in sorted(keys, key=lambda k: not k.endswith(".w")):  # replaced special writes win
-            blob = self.store.get(key)
-            if blob is None:
-                continue
-            doc = codec.load_sealed(blob, key)
-            for index, channel, value in doc["writes"]:
-                order = writes_sort_key(doc.get("task_path", ""), doc["task_id"], index)
-                found[(doc["task_id"], index)] = (order, (doc["task_id"], channel, self._values.decode(value)))
-        return [write for _, write in sorted(found.values(), key=lambda item: item[0])]
+    def _writes(self, t: _Thread, seq: int, checkpoint_id: str) -> list[tuple[str, str, Any]]:
+        """A checkpoint's pending writes in LangGraph's order: its objects, and those folded into the next record."""
 
-
-def _seal_writes(task_id: str, task_path: str, entries: list[list[Any]]) -> bytes:
-    return codec.seal(codec.dumps({"task_id": str(task_id), "task_path": task_path, "writes": entries}))
+        prefix = writes_prefix(t.chain.segment, checkpoint_id)
+        found = self._pending.read(prefix, lambda: _folded(self._record(t, seq + 1), checkpoint_id))
+        return [(task_id, channel, self._values.decode(value)) for task_id, channel, value in found]

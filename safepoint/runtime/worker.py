@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SafepointError, SessionBusy
+from ..history import session_segment
 from ..model import SessionInfo, Status
 from .leases import DEFAULT_TTL, read_lease
 from .runner import AGENTS, Agent, RunResult, run
@@ -34,8 +35,6 @@ def resumable(repo: Repository, info: SessionInfo) -> str | None:
     if head.status == Status.WAITING and head.meta.get("ready"):
         return "answered"
     if head.status == Status.RUNNING:
-        from ..history import session_segment
-
         lease, _ = read_lease(repo.store, session_segment(info.id))
         if lease is None or not lease.live():
             return "crashed" if lease is not None else "never leased"
@@ -101,7 +100,15 @@ class Worker:
                 return None
             self._running.add(session_id)
         try:
+            # The scan may be minutes old: another worker may have finished this session or be running it
+            # now. Opening it anyway would take its lease again, re-ask a question it still waits for, and
+            # report a run this worker never did. So look again, the lease before the head: a holder commits
+            # its last checkpoint before it releases, so a released lease is never seen with a stale head.
+            if self._held_by_another(session_id):
+                return None
             info = self.repo.info(session_id)
+            if resumable(self.repo, info) is None:
+                return None
             fn = self.agents[info.agent or ""]
             self.log(f"resuming {session_id} ({reason}) with agent {info.agent}")
             result = run(fn, session_id, store=self.repo, lease_ttl=self.lease_ttl)
@@ -115,6 +122,10 @@ class Worker:
         finally:
             with self._lock:
                 self._running.discard(session_id)
+
+    def _held_by_another(self, session_id: str) -> bool:
+        lease, _ = read_lease(self.repo.store, session_segment(session_id))
+        return lease is not None and lease.live()
 
     def run(self, *, until_idle: bool = False, handle_signals: bool = True) -> list[RunResult]:
         """Loop until stopped (SIGTERM, SIGINT, `stop()`), or with `until_idle` until a pass finds nothing."""

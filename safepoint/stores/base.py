@@ -64,6 +64,9 @@ class Store(ABC):
     #: True when `put_if_absent` of an existing key costs about as little as `exists` (no fsync): writers then
     #: skip the existence check before writing an object that may already be stored.
     cheap_create: bool = True
+    #: True when every key costs a fixed minimum (a file takes a whole disk block): the history then packs the
+    #: small commit records of each finished keyframe cycle into one key (see `safepoint.history`).
+    pack_records: bool = False
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:
@@ -131,6 +134,11 @@ class Store(ABC):
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)
         return True
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Delete keys whose removal need not survive a crash (copies kept elsewhere too). Default: `delete`."""
+        for key in keys:
+            self.delete(key)
 
     def prepare(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Get ready for keys under `prefix` (a directory store creates the directory durably now, so the

@@ -59,6 +59,7 @@ class FileStore(Store):
 
     durable = True
     cheap_create = False  # a create writes and fsyncs a temp file before it finds the name taken
+    pack_records = True  # every file takes at least one 4 KiB block, however small the record
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         # Nothing touches the disk here: opening a missing store to read it must not create it.
@@ -166,6 +167,12 @@ class FileStore(Store):
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)
         return True
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Unlink without the store lock or fsync: a crash may bring a discarded key back, which is harmless."""
+        for key in keys:
+            with self._translate("discard", check_key(key)), suppress(FileNotFoundError):
+                os.unlink(self.root / key)
 
     def prepare(self, prefix: str) -> None:
         """Create the directory for keys under `prefix` (and fsync its parent) ahead of the first write."""
