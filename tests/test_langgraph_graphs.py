@@ -268,9 +268,10 @@ def test_copy_prune_and_delete_keep_the_store_sound(tmp_path):
     store = tmp_path / "store"
     saver = SafepointSaver(store)
     graph = build(saver)
-    for n in range(3):
+    for n in range(8):  # enough checkpoints for the directory store to pack a finished cycle
         graph.invoke({"messages": [HumanMessage(content=f"question {n}")]}, config("t-keep"))
         graph.invoke(Command(resume=f"answer {n}"), config("t-keep"))
+    assert sp.open(store).store.list("packs/")
     head = graph.get_state(config("t-keep"))
     saver.copy_thread("t-keep", "t-copy")
     assert graph.get_state(config("t-copy")).values == head.values
@@ -278,7 +279,7 @@ def test_copy_prune_and_delete_keep_the_store_sound(tmp_path):
 
     saver.prune(["t-keep"], strategy="keep_latest")
     assert len(list(saver.list(config("t-keep")))) == 1
-    assert SafepointSaver(store).get_tuple(config("t-keep")).checkpoint["channel_values"]["approved"] == "answer 2"
+    assert SafepointSaver(store).get_tuple(config("t-keep")).checkpoint["channel_values"]["approved"] == "answer 7"
     out = graph.invoke({"messages": [HumanMessage(content="one more")]}, config("t-keep"))
     assert [m.content for m in out["messages"]][-3:] == ["one more", "Let me look that up.", "4 degrees"]
     assert sp.open(store).fsck().ok
