@@ -188,7 +188,9 @@ class Chain:
 
     def packs(self) -> list[tuple[int, int, str]]:
         """(first, last, key) of every pack of this session, oldest first."""
-        found = []
+        found: list[tuple[int, int, str]] = []
+        if not self.store.pack_records:
+            return found  # never packed: spare the fleet stores a round trip
         for key in self.store.list(self.pack_prefix):
             first, _, last = key.rsplit("/", 1)[1].partition("-")
             found.append((int(first), int(last), key))
@@ -232,6 +234,8 @@ class Chain:
         return None if blob is None else (key, codec.unseal(blob, key), codec.payload_digest(blob))
 
     def _read_floor(self) -> int:
+        if not self.store.pack_records:
+            return 0
         blob = self.store.get(self.floor_key)
         try:
             return int(blob) if blob else 0
