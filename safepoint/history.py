@@ -197,6 +197,15 @@ class Chain:
         self._floor = None  # the caller is about to read records: let them see the floor as it is now
         return found
 
+    def pack_holding(self, seq: int) -> tuple[int, int, str] | None:
+        """(first, last, key) of the pack holding `seq`, or None."""
+        return next(((first, last, key) for first, last, key in self.packs() if first <= seq <= last), None)
+
+    def record_key(self, seq: int) -> str:
+        """Where the record of `seq` lives: the pack holding it, or its own key."""
+        holder = self.pack_holding(seq)
+        return holder[2] if holder else self.commit_key(seq)
+
     def record(self, seq: int) -> dict[str, Any]:
         key, payload, checksum = self.record_payload(seq)
         doc = codec.parse(payload, key)
@@ -245,7 +254,7 @@ class Chain:
     def _packed(self, seq: int) -> tuple[str, bytes, str] | None:
         """The record of `seq` from the pack holding it, or None when no pack does."""
         if self._pack is None or seq not in self._pack[1]:
-            holder = next(((f, la, k) for f, la, k in self.packs() if f <= seq <= la), None)
+            holder = self.pack_holding(seq)
             if holder is None:
                 return None
             first, last, key = holder
@@ -360,7 +369,7 @@ class Chain:
     def _lost_to_a_pack(self, seq: int) -> bool:
         """True (and our record discarded) when `seq` was packed before we created it: we re-created a record a
         pack had already taken over, so some other writer committed this seq long ago."""
-        if seq > self._read_floor() or not any(first <= seq <= last for first, last, _ in self.packs()):
+        if seq > self._read_floor() or self.pack_holding(seq) is None:
             return False
         self.store.discard([self.commit_key(seq)])
         return True

@@ -167,12 +167,12 @@ def _checkpoint_damage(
 ) -> list[str]:
     """Keys of damaged things that stop checkpoint `seq` from loading."""
     if record is None:
-        return [_record_key(chain, seq)]
+        return [chain.record_key(seq)]
     damaged: list[str] = []
     base = record["base"]
     for link in range(base, seq):
         if records.get(link) is None:
-            key = _record_key(chain, link)
+            key = chain.record_key(link)
             if link not in records:
                 check.bad.setdefault(key, "checkpoint record is missing but later deltas need it")
             damaged.append(key)
@@ -182,14 +182,6 @@ def _checkpoint_damage(
     for ref in record.get("artifacts", []):
         damaged += check.artifact(ref)
     return damaged
-
-
-def _record_key(chain: Chain, seq: int) -> str:
-    """Where the record of `seq` lives: the pack holding it, or its own key."""
-    for first, last, key in chain.packs():
-        if first <= seq <= last:
-            return key
-    return chain.commit_key(seq)
 
 
 def last_good(store: Store, session_id: str) -> int | None:
