@@ -91,7 +91,8 @@ def import_session(store: Store, path: str | os.PathLike[str], *, as_id: str | N
         if not store.put_if_absent(key, blob):
             raise BundleError(f"checkpoint {key} appeared in {store.url} while importing; nothing else was changed")
     if commits:
-        store.put_hint(target.head_key, commits[-1][0].rsplit("/", 1)[1].encode())
+        if store.head_hints:
+            store.put_hint(target.head_key, commits[-1][0].rsplit("/", 1)[1].encode())
     # The session record last: until it exists, the import is invisible to `ls`.
     store.put_if_absent(target.info_key, dict(writes)[target.info_key])
     return target.id

@@ -93,6 +93,14 @@ class LeaseLost(SafepointError):
     """This worker's lease was taken over (it stalled past its time-to-live); it must stop writing."""
 
 
+class FenceMismatch(SafepointError):
+    """A fenced commit found its fence key changed (the writer's lease was taken over); nothing was written."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"commit refused: {key} no longer holds the value this writer's lease had; nothing written")
+
+
 class Suspended(SafepointError):
     """The session waits for something outside the process (a human's answer). Not a failure.
 

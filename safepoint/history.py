@@ -3,7 +3,8 @@
 Layout (all keys under the store root):
 
     sessions/<sid>                 who the session is (id, agent, tags, parent), written once
-    heads/<sid>                    hint: the latest seq; may lag after a crash, readers probe past it
+    heads/<sid>                    hint: the latest seq; may lag after a crash, readers probe past it (only on
+                                   stores with `head_hints`; the others find the last commit key in their index)
     commits/<sid>/<seq:012d>       one commit record per checkpoint; creating it IS the commit
     objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
     packs/<sid>/<first>-<last>     (stores with `pack_records`) the records of one finished keyframe cycle
@@ -43,8 +44,8 @@ from .errors import (
     StorageError,
 )
 from .model import FORMAT, Checkpoint, SessionInfo, Status
-from .stores.base import Store
-from .tree import TreeReader, TreeWriter
+from .stores.base import Fence, Store
+from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
 # Deltas since the keyframe may add up to this much before a new keyframe (or the state's size, if larger).
@@ -97,11 +98,20 @@ class Saved:
     """What a successful commit leaves for the writer to continue from."""
 
     checkpoint: Checkpoint
-    base: Any  # the state as stored, independent of the caller's live objects
+    _base: Any  # the state as stored, independent of the caller's live objects (see `base`)
     keyframe_seq: int
     chain: int  # deltas since the keyframe
     delta_bytes: int
     keyframe_size: int
+    _snapshot: bytes | None = None  # the canonical JSON of `base`, while it is not decoded yet
+
+    @property
+    def base(self) -> Any:
+        """The writer's private copy of the state as stored, decoded from the keyframe's bytes when first
+        needed: a session that never saves again never pays for it."""
+        if self._snapshot is not None:
+            self._base, self._snapshot = codec.loads(self._snapshot), None
+        return self._base
 
 
 class Chain:
@@ -167,6 +177,12 @@ class Chain:
     # --- reading --------------------------------------------------------------------------------
     def head_seq(self) -> int:
         """The latest committed seq (0 when there is none): the hint, then probe forward."""
+        if not self.store.head_hints:
+            last = self.store.last(self.prefix)
+            if last is not None:
+                return int(last.rsplit("/", 1)[1])
+            packs = self.packs()
+            return packs[-1][1] if packs else 0
         seq = None
         blob = self.store.get(self.head_key)
         if blob is not None:
@@ -303,11 +319,13 @@ class Chain:
         meta: dict[str, Any],
         previous: Saved | None,
         lease: int | None = None,
+        fence: Fence | None = None,
     ) -> Saved:
         """Commit `doc` as checkpoint `seq`; a delta against `previous` when that is cheap, else a keyframe.
 
         `doc` is plain JSON: {"state": the user's state, "runtime": safepoint's records of steps, effects,
-        inputs and usage}. `lease` is the fencing token of the writer's lease. ConflictError if `seq` exists.
+        inputs and usage}. `lease` is the fencing token of the writer's lease (recorded), `fence` its lease record
+        (the commit lands only while the store still holds it). ConflictError if `seq` exists.
         """
         record: dict[str, Any] = {
             "format": FORMAT,
@@ -322,30 +340,31 @@ class Chain:
             "lease": lease,
         }
         self.last_attempt = None
-        objects: dict[str, bytes] = {}
-        ops_bytes = None
-        if previous is not None and previous.chain + 1 < KEYFRAME_EVERY:
+        ops_bytes = snapshot = None
+        as_delta = False
+        if previous is not None:
+            # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             ops_bytes = _encode_ops(delta.diff(previous.base, doc))
-            if previous.delta_bytes + len(ops_bytes) > max(DELTA_BUDGET, previous.keyframe_size):
-                ops_bytes = None
-        if ops_bytes is not None:
-            assert previous is not None
+            as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
+                DELTA_BUDGET, previous.keyframe_size
+            )
+        if as_delta:
+            assert previous is not None and ops_bytes is not None
             keyframe_seq, size = previous.keyframe_seq, previous.keyframe_size
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
             record.update(base=keyframe_seq, delta=codec.loads(ops_bytes))
         else:
             snapshot = codec.dumps(doc, root="")
-            base, size = codec.loads(snapshot), len(snapshot)
-            writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
-            record.update(base=seq, root=writer.root(base, size))
-            objects = writer.new_objects
-            keyframe_seq, chain, spent = seq, 0, 0
+            keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
+            record["base"] = seq
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        payload = codec.dumps(record)
-        sealed = codec.seal(payload)
+        payload, objects = (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+        # Stores that pack records compress them in the pack, off the save path.
+        sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
-        hint = (self.head_key, f"{seq:012d}".encode())  # fixed width: an in-place rewrite never leaves a tail
-        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, [hint]) or (
+        # A fixed-width hint: an in-place rewrite never leaves a tail.
+        hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []
+        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence) or (
             self.store.pack_records and self._lost_to_a_pack(seq)
         ):
             raise ConflictError(
@@ -354,16 +373,33 @@ class Chain:
             )
         self.known.update(key.rsplit("/", 1)[1] for key in objects)
         if self.store.pack_records:
-            if ops_bytes is None:
+            if not as_delta:
                 if previous is not None and previous.keyframe_seq < seq:
                     self._pack_cycle(previous.keyframe_seq, seq - 1)
                 self._written = {}
             self._written[seq] = payload
+        base = None
         if ops_bytes is not None:
             # Only now that the commit stands may the writer's copy move on (a private copy of the ops).
             base = delta.apply(previous.base, codec.loads(ops_bytes))  # type: ignore[union-attr]
+            snapshot = None
         record["_checksum"] = codec.payload_digest(sealed)
-        return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size)
+        return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size, snapshot)
+
+    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
+        """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
+
+        A state small enough to stay inline is spliced into the record as the bytes already encoded, instead
+        of being decoded and encoded again: the same canonical bytes, for half the work.
+        """
+        if size_inline(len(snapshot)):
+            record["root"] = {"k": "v", "v": None}  # a stand-in: readers of `record` only ask whether it has one
+            head = codec.dumps({key: value for key, value in record.items() if key < "root"})
+            tail = codec.dumps({key: value for key, value in record.items() if key > "root"})
+            return head[:-1] + b',"root":{"k":"v","v":' + snapshot + b"}," + tail[1:], {}
+        writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
+        record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
+        return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
     def _lost_to_a_pack(self, seq: int) -> bool:

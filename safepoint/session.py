@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from . import artifacts, codec
-from .errors import ConflictError, InvalidState, StorageError
+from .errors import ConflictError, FenceMismatch, InvalidState, StorageError
 from .history import Chain, Saved
 from .migrations import Migrations
 from .model import ArtifactRef, Checkpoint, Status
@@ -160,19 +161,21 @@ class Session:
         seq = self._seq + 1
         meta = {"schema": schema_name(self.schema), **self._meta_next, **meta}
         try:
-            if self._lease is not None:
-                self._lease.check()
-            saved = self._chain.commit(
-                doc,
-                lease=self._lease.token if self._lease is not None else None,
-                seq=seq,
-                parent=self._parent,
-                step=step,
-                status=Status(status),
-                schema_version=self.schema_version,
-                meta=meta,
-                previous=self._previous,
-            )
+            with self._lease.fence() if self._lease is not None else nullcontext() as fence:
+                saved = self._chain.commit(
+                    doc,
+                    lease=self._lease.token if self._lease is not None else None,
+                    fence=fence,
+                    seq=seq,
+                    parent=self._parent,
+                    step=step,
+                    status=Status(status),
+                    schema_version=self.schema_version,
+                    meta=meta,
+                    previous=self._previous,
+                )
+        except FenceMismatch:
+            raise self._lease.lost() from None  # type: ignore[union-attr]
         except StorageError:
             # The commit may or may not have become visible: find out before the next save.
             self._attempt = (seq, self._chain.last_attempt)

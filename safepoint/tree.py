@@ -45,6 +45,11 @@ def object_key(digest: str) -> str:
     return f"objects/{digest[:2]}/{digest}"
 
 
+def size_inline(size: int) -> bool:
+    """Whether a value of this encoded size is stored inline in its root node, whole."""
+    return size <= INLINE_MAX
+
+
 def _size(value: Any) -> int:
     return len(orjson.dumps(value))
 
@@ -77,7 +82,7 @@ class TreeWriter:
         return digest
 
     def _node(self, value: Any, size: int) -> Node:
-        if size <= INLINE_MAX:
+        if size_inline(size):
             return {"k": "v", "v": value}
         if isinstance(value, str):
             if size <= NODE_MAX:

@@ -1,4 +1,4 @@
-"""Packed history: on stores where every key costs a disk block, finished keyframe cycles live in one pack."""
+"""Packed history: on the directory and SQLite stores, finished keyframe cycles live in one compressed pack."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from safepoint.stores.files import FileStore
 from safepoint.stores.memory import MemoryStore
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "sqlite", "memory"])
 def repo(request, tmp_path):
     if request.param == "file":
         return sp.open(tmp_path / "store")
+    if request.param == "sqlite":
+        return sp.open(f"sqlite:///{tmp_path / 'store.db'}")
     store = MemoryStore()
     store.pack_records = True  # the same logic on a store that packs by choice
     return sp.open(store)
@@ -153,10 +155,21 @@ def test_a_packed_checkpoint_can_be_rebased(repo):
         assert repo.load("talk", seq).state["messages"] == saved[seq][0]
 
 
-def test_stores_that_do_not_pack_keep_loose_records(tmp_path):
-    repo = sp.open(f"sqlite:///{tmp_path / 'store.db'}")
+def test_stores_that_do_not_pack_keep_loose_records():
+    repo = sp.open("memory://")
     chat(repo, "talk", KEYFRAME_EVERY + 2)
     chain = Chain(repo.store, "talk")
     assert chain.packs() == [] and len(repo.store.list(chain.prefix)) == KEYFRAME_EVERY + 2
     assert not repo.store.exists(chain.floor_key)
     assert history.Chain(repo.store, "talk").seqs() == list(range(1, KEYFRAME_EVERY + 3))
+
+
+def test_sqlite_gives_the_pages_of_packed_records_back(tmp_path):
+    import sqlite3
+
+    repo = sp.open(f"sqlite:///{tmp_path / 'store.db'}")
+    chat(repo, "talk", 2 * KEYFRAME_EVERY + 1)
+    assert len(Chain(repo.store, "talk").packs()) == 2
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental, set on a new file
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # no pages left behind by the packing

@@ -5,19 +5,22 @@
 The first run saves the request (status `waiting`) and raises `Suspended`: the process may exit, holding
 nothing open, for seconds or for weeks. `safepoint send ID approve true` (or `Repository.send`) checks the
 answer against the schema, records it and marks the session ready; the next run returns the answer here.
+On a store with notifications (PostgreSQL's LISTEN/NOTIFY) the answer also wakes the listening workers at once.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
 from .. import codec
-from ..errors import InvalidAnswer, SafepointError, Suspended
+from ..errors import InvalidAnswer, SafepointError, SafepointWarning, StorageError, Suspended
 from ..history import Chain
 from ..model import Status
+from ..stores.base import Store
 from .steps import now
 
 if TYPE_CHECKING:
@@ -89,4 +92,18 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
         meta={"answer": name, "by": by, "ready": runtime["ready"], "schema": record.get("meta", {}).get("schema")},
         previous=None,
     )
+    if runtime["ready"]:
+        wake(chain.store, chain.id)
     return saved.checkpoint.seq
+
+
+#: The channel on which stores that can notify (PostgreSQL) announce sessions ready to go on.
+READY_CHANNEL = "ready"
+
+
+def wake(store: Store, session_id: str) -> None:
+    """Tell listening workers that `session_id` can go on now. Best effort: they find it on their next poll."""
+    try:
+        store.notify(READY_CHANNEL, session_id)
+    except StorageError as exc:
+        warnings.warn(f"could not wake workers for session {session_id!r} ({exc}); they poll", SafepointWarning, 2)

@@ -4,7 +4,10 @@ A lease is the key `leases/<sid>` holding `{owner, token, expires_at}`, changed 
 Taking a free or expired lease increments the token, so tokens only grow; releasing keeps the token and sets
 `expires_at` to 0. A background thread renews the lease every `ttl / 3` seconds. If it finds the lease taken
 by someone else (its holder was frozen past the ttl), the lease is lost: the next save raises `LeaseLost`
-and commits nothing. A holder that died on this machine (its pid is gone) is taken over at once.
+and commits nothing. Every commit carries the lease record as its holder last wrote it (a fence): the store
+commits only while the record is unchanged, atomically with the commit where the store can (SQLite, PostgreSQL,
+Redis), so a holder frozen between its check and its commit cannot land a commit after a takeover there.
+A holder that died on this machine (its pid is gone) is taken over at once.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
 from ..errors import CorruptCheckpoint, LeaseLost, SessionBusy
-from ..stores.base import Store
+from ..stores.base import Fence, Store
 
 DEFAULT_TTL = 30.0
 _HOST = socket.gethostname()
@@ -69,7 +74,7 @@ def _encode(owner: str, token: int, expires_at: float) -> bytes:
 
 
 class Lease:
-    """A held lease. `check()` before every commit; `release()` when done."""
+    """A held lease. Every commit carries `fence()`; `release()` when done."""
 
     def __init__(self, store: Store, session_id: str, segment: str, *, ttl: float = DEFAULT_TTL) -> None:
         self.store = store
@@ -79,7 +84,8 @@ class Lease:
         self.ttl = ttl
         self.owner = new_owner()
         self.token = 0
-        self._raw: bytes | None = None
+        self._raw: bytes | None = None  # the lease record as this holder last wrote it
+        self._expires_at = 0.0
         self._lost: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -93,9 +99,10 @@ class Lease:
             current, raw = read_lease(self.store, self.segment)
             if current is None or not current.live():
                 token = (current.token if current else 0) + 1
-                fresh = _encode(self.owner, token, time.time() + self.ttl)
+                expires_at = time.time() + self.ttl
+                fresh = _encode(self.owner, token, expires_at)
                 if self.store.put(self.key, fresh, expect=raw):
-                    self.token, self._raw = token, fresh
+                    self.token, self._raw, self._expires_at = token, fresh, expires_at
                     self._start_heartbeat()
                     return self
                 continue  # someone else changed it between our read and write: look again
@@ -118,32 +125,48 @@ class Lease:
             self._raw = None
 
     # --- while held -------------------------------------------------------------------------------
-    def check(self) -> None:
-        """Raise LeaseLost unless this holder still has the lease (read from the store, not assumed)."""
-        if self._lost is None:
-            try:
-                current, _raw = read_lease(self.store, self.segment)
-            except CorruptCheckpoint as exc:
-                self._lost = f"the lease record is damaged ({exc.reason})"
-            else:
-                if current is None or current.token != self.token or current.owner != self.owner:
-                    holder = f"{current.owner} (token {current.token})" if current else "nobody"
-                    self._lost = f"it is now held by {holder}"
-                elif current.expires_at <= time.time():
-                    self._lost = "it expired before it could be renewed"
-        if self._lost is not None:
-            raise LeaseLost(
-                f"session {self.session_id!r}: this worker's lease (token {self.token}) was lost: {self._lost}; "
-                "nothing was committed; stop, and let the current holder continue"
-            )
+    @contextmanager
+    def fence(self) -> Iterator[Fence]:
+        """The fence a commit carries: the lease record exactly as this holder last wrote it.
+
+        Held under the lease lock, so the heartbeat cannot renew (change) the record while a commit checks
+        it. A commit that finds the record changed raises FenceMismatch; `lost()` turns that into LeaseLost.
+        """
+        with self._lock:
+            if self._lost is None and self._raw is None:
+                self._lost = "it was released"
+            elif self._lost is None and self._expires_at <= time.time():
+                self._lost = "it expired before it could be renewed"
+            if self._lost is not None:
+                raise self._error()
+            yield (self.key, self._raw)  # type: ignore[misc]
+
+    def lost(self) -> LeaseLost:
+        """The LeaseLost to raise after a fenced commit was refused, naming who holds the lease now."""
+        self._raw = None
+        try:
+            current, _raw = read_lease(self.store, self.segment)
+        except CorruptCheckpoint as exc:
+            self._lost = f"the lease record is damaged ({exc.reason})"
+        else:
+            holder = f"{current.owner} (token {current.token})" if current else "nobody"
+            self._lost = f"it is now held by {holder}"
+        return self._error()
+
+    def _error(self) -> LeaseLost:
+        return LeaseLost(
+            f"session {self.session_id!r}: this worker's lease (token {self.token}) was lost: {self._lost}; "
+            "nothing was committed; stop, and let the current holder continue"
+        )
 
     def renew(self) -> bool:
         with self._lock:
             if self._lost is not None or self._raw is None:
                 return False
-            fresh = _encode(self.owner, self.token, time.time() + self.ttl)
+            expires_at = time.time() + self.ttl
+            fresh = _encode(self.owner, self.token, expires_at)
             if self.store.put(self.key, fresh, expect=self._raw):
-                self._raw = fresh
+                self._raw, self._expires_at = fresh, expires_at
                 return True
             self._lost = "another worker took it over while this one was not renewing"
             return False

@@ -1,8 +1,10 @@
 """A worker: finds sessions that can go on and runs them with their registered agents, N at a time.
 
 A session can go on when it was waiting and every question it asked has an answer (`ready`), or when it
-was running and its lease has expired or its holder died (the process crashed). On SIGTERM the worker lets
-each run finish its current step, which is checkpointed, then stops; leases are released on the way out.
+was running and its lease has expired or its holder died (the process crashed). Between passes the worker
+waits `poll_interval`; on a store that can notify (PostgreSQL) a delivered answer wakes it at once. On SIGTERM
+the worker lets each run finish its current step, which is checkpointed, then stops; leases are released on
+the way out.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SafepointError, SessionBusy
+from ..errors import SafepointError, SessionBusy, StorageError
 from ..history import session_segment
 from ..model import SessionInfo, Status
+from ..stores.base import Listener
+from .inputs import READY_CHANNEL
 from .leases import DEFAULT_TTL, read_lease
 from .runner import AGENTS, Agent, RunResult, run
 from .steps import shutdown_requested
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from ..repository import Repository
 
 Log = Callable[[str], None]
+STOP_CHECK_SECONDS = 0.5
 
 
 def resumable(repo: Repository, info: SessionInfo) -> str | None:
@@ -133,14 +138,44 @@ class Worker:
         self._stop.clear()
         previous = self._install_signals() if handle_signals else {}
         try:
-            while not self._stop.is_set():
-                if not self.run_once() and until_idle:
-                    break
-                self._stop.wait(self.poll_interval)
+            listener = self._listen()
+            try:
+                while not self._stop.is_set():
+                    if not self.run_once() and until_idle:
+                        break
+                    listener = self._idle(listener)
+            finally:
+                if listener is not None:
+                    listener.close()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return self.results
+
+    def _listen(self) -> Listener | None:
+        try:
+            return self.repo.store.listen(READY_CHANNEL)
+        except StorageError as exc:
+            self.log(f"cannot listen for ready sessions ({exc}); polling every {self.poll_interval} s")
+            return None
+
+    def _idle(self, listener: Listener | None) -> Listener | None:
+        """Wait `poll_interval` before the next pass, or less: until a session is announced ready (an answer
+        delivered), when the store can tell. In short slices, so a stop is seen within half a second.
+        Returns the listener to go on with (None once it failed: the worker then polls)."""
+        deadline = time.monotonic() + self.poll_interval
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if listener is None:
+                self._stop.wait(left)
+                break
+            try:
+                if listener.wait(min(left, STOP_CHECK_SECONDS)):
+                    break
+            except StorageError as exc:
+                self.log(f"stopped hearing ready sessions ({exc}); polling every {self.poll_interval} s")
+                listener.close()
+                listener = None
+        return listener
 
     def stop(self) -> None:
         """Finish the current steps, checkpoint, release the leases, and stop."""

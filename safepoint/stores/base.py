@@ -10,6 +10,10 @@ safepoint (history, sessions, artifacts, gc) is written once above these primiti
 - `delete(key)`              True when something was removed
 
 Backends may add faster paths behind the same contract (`commit` in one transaction, `put_hint` without fsync).
+
+A commit may carry a *fence*, `(key, value)`: it lands only while `key` still holds exactly `value` (a
+worker's lease record), else it raises FenceMismatch and writes nothing. Stores with transactions or scripts
+check it atomically with the commit; the others read it just before.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Protocol
 
-from ..errors import InvalidKey
+from ..errors import FenceMismatch, InvalidKey
 
 # Sentinel for "no compare-and-set": plain overwrite.
 ANY: Final = object()
+
+#: (key, value): a commit lands only while `key` holds exactly `value`.
+Fence = tuple[str, bytes]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,199}")
 
@@ -47,11 +54,27 @@ def check_bytes(data: object, key: str) -> bytes:
     return bytes(data)
 
 
+def prefix_end(prefix: str) -> str:
+    """The first key after every key starting with `prefix` (keys are ASCII and compare bytewise; "\x7f" is
+    above every character a key may hold)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\x7f"
+
+
 def check_prefix(prefix: str) -> str:
     """A list prefix is empty or a valid key, optionally ending in `/`."""
     if prefix:
         check_key(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+class Listener(Protocol):
+    """Notifications heard on one channel (see `Store.listen`)."""
+
+    def wait(self, timeout: float | None = None) -> list[str]:
+        """The payloads received, waiting up to `timeout` seconds for the first; [] when none came."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Store(ABC):
@@ -64,9 +87,15 @@ class Store(ABC):
     #: True when `put_if_absent` of an existing key costs about as little as `exists` (no fsync): writers then
     #: skip the existence check before writing an object that may already be stored.
     cheap_create: bool = True
-    #: True when every key costs a fixed minimum (a file takes a whole disk block): the history then packs the
-    #: small commit records of each finished keyframe cycle into one key (see `safepoint.history`).
+    #: True when the history should pack the commit records of each finished keyframe cycle into one compressed
+    #: key (see `safepoint.history`): where every key costs a fixed minimum (a file takes a disk block), and
+    #: where compressing records on the save path costs more than it saves. Records are then stored
+    #: uncompressed until packed.
     pack_records: bool = False
+    #: True when commits also write a head hint (`heads/<sid>`), for stores where finding the last key under a
+    #: prefix means listing them all. Stores whose `last` is one index lookup set it False: a commit then
+    #: writes one key less.
+    head_hints: bool = True
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:
@@ -108,6 +137,11 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def last(self, prefix: str) -> str | None:
+        """The greatest key starting with `prefix`, or None. Default: the end of `list(prefix)`."""
+        keys = self.list(prefix)
+        return keys[-1] if keys else None
+
     def put_hint(self, key: str, data: bytes) -> None:
         """Write a value that may be lost in a crash (a head hint): readers must tolerate stale or missing."""
         self.put(key, data)
@@ -118,15 +152,18 @@ class Store(ABC):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
         """Write immutable `objects` (if absent), then atomically create `key`; hints only if that won.
 
         Returns False when `key` already existed; objects written before that are harmless orphans that
-        garbage collection removes. Backends with transactions override this to do it all at once.
+        garbage collection removes. With `fence`, raises FenceMismatch (writing nothing) unless the fence
+        key holds the fence value. Backends with transactions override this to do it all at once.
         """
         objects, hints = list(objects), list(hints)
         for checked in [key, *(k for k, _ in objects), *(k for k, _ in hints)]:
             check_key(checked)  # all keys first: never commit and then fail on a bad hint key
+        self.check_fence(fence)
         for object_key, object_data in objects:
             self.put_if_absent(object_key, object_data)
         if not self.put_if_absent(key, data):
@@ -134,6 +171,18 @@ class Store(ABC):
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)
         return True
+
+    def check_fence(self, fence: Fence | None) -> None:
+        """Raise FenceMismatch unless the fence key holds the fence value (a read: not atomic with a write)."""
+        if fence is not None and self.get(fence[0]) != fence[1]:
+            raise FenceMismatch(fence[0])
+
+    def notify(self, channel: str, payload: str = "") -> None:  # noqa: B027 - optional hook
+        """Tell the listeners on `channel` of this store (stores with a notification channel); else nothing."""
+
+    def listen(self, channel: str) -> Listener | None:
+        """Start hearing `notify` on `channel`; None when this store cannot notify (poll it instead)."""
+        return None
 
     def discard(self, keys: Iterable[str]) -> None:
         """Delete keys whose removal need not survive a crash (copies kept elsewhere too). Default: `delete`."""

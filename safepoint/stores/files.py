@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import StorageError
-from .base import _SEGMENT, ANY, Store, check_bytes, check_key
+from .base import _SEGMENT, ANY, Fence, Store, check_bytes, check_key
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -60,6 +60,9 @@ class FileStore(Store):
     durable = True
     cheap_create = False  # a create writes and fsyncs a temp file before it finds the name taken
     pack_records = True  # every file takes at least one 4 KiB block, however small the record
+    # Packing keeps at most one keyframe cycle of loose records per session, so the last commit key is found by
+    # listing a small directory, once per session opened: cheaper than rewriting a head hint on every save.
+    head_hints = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         # Nothing touches the disk here: opening a missing store to read it must not create it.
@@ -144,6 +147,7 @@ class FileStore(Store):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
         """Like `Store.commit`; many objects are written without a fsync each, then made durable at once.
 
@@ -154,6 +158,7 @@ class FileStore(Store):
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         key = check_key(key)
+        self.check_fence(fence)  # a read: a takeover between it and the link is not seen (see docs/runtime.md)
         if len(objects) < BATCH_OBJECTS or _syncfs is None:
             for object_key, object_data in objects:
                 self._put_if_absent(object_key, object_data)

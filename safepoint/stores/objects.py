@@ -50,7 +50,7 @@ from fsspec.asyn import sync
 
 from ..errors import SafepointError, StorageError
 from . import UnknownStoreURL
-from .base import _SEGMENT, ANY, Store, check_bytes, check_key
+from .base import _SEGMENT, ANY, Fence, Store, check_bytes, check_key
 
 #: Idempotent requests are tried this many times on throttling, 5xx answers and broken connections.
 ATTEMPTS = 5
@@ -167,12 +167,14 @@ class ObjectStore(Store):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
         """Upload the objects concurrently, then create `key` (the commit point), then write the hints."""
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         key, data = check_key(key), check_bytes(data, key)
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         self._check_writable()
+        self.check_fence(fence)  # a read: S3 has no conditional write across two keys
         with self._translate("commit", key):
             return self._run(self._commit(objects, key, data, hints))
 

@@ -35,9 +35,9 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import SafepointWarning, SchemaTooNew, StorageError
+from ..errors import FenceMismatch, SafepointWarning, SchemaTooNew, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Store, check_bytes, check_key
+from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
 
 DEFAULT_SCHEMA = "safepoint"
 #: Connections per store handle; more threads than this wait for one (up to POOL_TIMEOUT_SECONDS).
@@ -95,6 +95,7 @@ class PostgresStore(Store):
     """Keys as rows of `<schema>.kv` in PostgreSQL; durable, shared by any number of processes and hosts."""
 
     durable = True
+    head_hints = False  # `last` is an index lookup
     cheap_create = True  # an INSERT ... ON CONFLICT DO NOTHING costs one round trip, like an exists check
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
@@ -147,15 +148,20 @@ class PostgresStore(Store):
         if not prefix:
             rows = self._all("list", "<all keys>", "SELECT key FROM {} ORDER BY key", ())
         else:
-            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # keys are ASCII: [prefix, upper) is the range
             query = "SELECT key FROM {} WHERE key >= %s AND key < %s ORDER BY key"
-            rows = self._all("list", prefix, query, (prefix, upper))
+            rows = self._all("list", prefix, query, (prefix, prefix_end(prefix)))
         return [key for (key,) in rows]
 
     def _delete(self, key: str) -> bool:
         return self._count("delete", key, "DELETE FROM {} WHERE key = %s", (key,)) == 1
 
     # --- fast paths -----------------------------------------------------------------------------
+    def last(self, prefix: str) -> str | None:
+        """One backward step of the primary key index."""
+        query = "SELECT key FROM {} WHERE key >= %s AND key < %s ORDER BY key DESC LIMIT 1"
+        row = self._one("list", prefix, query, (check_prefix(prefix), prefix_end(prefix)))
+        return None if row is None else row[0]
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)
@@ -167,40 +173,60 @@ class PostgresStore(Store):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
         """Create `key` with its objects and hints in one transaction; when `key` exists, write nothing.
 
         One statement, so one round trip: data-modifying CTEs insert the commit key and, only if that
-        inserted a row, the objects and hints. A statement outside BEGIN is a transaction of its own.
+        inserted a row, the objects and hints. A statement outside BEGIN is a transaction of its own. The
+        fence row is read `FOR SHARE` in the same statement: a worker taking the lease over waits for this
+        commit to end, and a commit that finds the lease changed inserts nothing.
         """
         # Sorted, so two commits sharing new objects lock them in the same order and cannot deadlock.
         objects = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in objects).items())
         key, data = check_key(key), check_bytes(data, key)
         hints = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in hints).items())
+        if fence is not None:
+            fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
         names = {key, *(k for k, _ in objects), *(k for k, _ in hints)}
         with self._translate("commit", key):
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
                     if len(names) == 1 + len(objects) + len(hints):
-                        return self._commit_statement(objects, key, data, hints)
-                    return self._commit_transaction(objects, key, data, hints)  # a key repeats: rare
+                        won, fenced = self._commit_statement(objects, key, data, hints, fence)
+                    else:
+                        won, fenced = self._commit_transaction(objects, key, data, hints, fence)  # a key repeats
                 except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                     if attempt == COMMIT_ATTEMPTS - 1:
                         raise
+                    continue
+                if not fenced:
+                    raise FenceMismatch(fence[0])  # type: ignore[index]
+                return won
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_statement(
-        self, objects: list[tuple[str, bytes]], key: str, data: bytes, hints: list[tuple[str, bytes]]
-    ) -> bool:
+        self,
+        objects: list[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: list[tuple[str, bytes]],
+        fence: Fence | None,
+    ) -> tuple[bool, bool]:
+        """(won, fence held), in one statement."""
         query = self._query(
-            "WITH won AS (INSERT INTO {t} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING RETURNING key), "
+            "WITH fence AS ("
+            + ("SELECT FROM {t} WHERE key = %s AND value = %s FOR SHARE" if fence else "SELECT")
+            + "), won AS (INSERT INTO {t} (key, value) SELECT %s::text, %s::bytea WHERE EXISTS (SELECT FROM fence) "
+            "ON CONFLICT (key) DO NOTHING RETURNING key), "
             "objects AS (INSERT INTO {t} (key, value) SELECT k, v FROM unnest(%s::text[], %s::bytea[]) AS o(k, v) "
             "WHERE EXISTS (SELECT FROM won) ON CONFLICT (key) DO NOTHING), "
             "hints AS (INSERT INTO {t} (key, value) SELECT k, v FROM unnest(%s::text[], %s::bytea[]) AS h(k, v) "
             "WHERE EXISTS (SELECT FROM won) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) "
-            "SELECT count(*) FROM won"
+            "SELECT EXISTS (SELECT FROM won), EXISTS (SELECT FROM fence)"
         )
         params = (
+            *(fence or ()),
             key,
             data,
             [k for k, _ in objects],
@@ -209,16 +235,28 @@ class PostgresStore(Store):
             [v for _, v in hints],
         )
         with self._pool.connection() as conn:
-            return conn.execute(query, params).fetchone()[0] == 1
+            won, fenced = conn.execute(query, params).fetchone()
+            return won, fenced
 
     def _commit_transaction(
-        self, objects: list[tuple[str, bytes]], key: str, data: bytes, hints: list[tuple[str, bytes]]
-    ) -> bool:
+        self,
+        objects: list[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: list[tuple[str, bytes]],
+        fence: Fence | None,
+    ) -> tuple[bool, bool]:
         insert = sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING")
         upsert = sql.SQL(
             "INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
+        fenced = True
         with self._pool.connection() as conn, conn.transaction() as tx, conn.cursor() as cur:
+            if fence is not None:
+                cur.execute(self._query("SELECT FROM {} WHERE key = %s AND value = %s FOR SHARE"), fence)
+                fenced = cur.rowcount == 1
+                if not fenced:
+                    raise psycopg.Rollback(tx)
             # The commit key first: a racing writer of the same key waits here for our outcome.
             cur.execute(insert.format(self._table), (key, data))
             if cur.rowcount != 1:
@@ -227,8 +265,8 @@ class PostgresStore(Store):
                 cur.executemany(insert.format(self._table), objects)
             if hints:
                 cur.executemany(upsert.format(self._table), hints)
-            return True
-        return False
+            return True, True
+        return False, fenced
 
     # --- LISTEN / NOTIFY ------------------------------------------------------------------------
     def notify(self, channel: str, payload: str = "") -> None:
@@ -239,11 +277,11 @@ class PostgresStore(Store):
         with self._translate(f"notify channel {name!r} of", None, writing=False), self._pool.connection() as conn:
             conn.execute("SELECT pg_notify(%s, %s)", (name, payload))
 
-    def listen(self, channel: str) -> Listener:
+    def listen(self, channel: str) -> NotifyListener:
         """Start listening on `channel`; notifications sent from now on are kept until `Listener.wait`."""
         name = self._channel(channel)
         with self._translate(f"listen on channel {name!r} of", None, writing=False):
-            return Listener(self.conninfo, name, self._display)
+            return NotifyListener(self.conninfo, name, self._display)
 
     def _channel(self, channel: str) -> str:
         """Channels are namespaced by schema: stores in other schemas of the database do not hear them."""
@@ -360,7 +398,7 @@ class PostgresStore(Store):
             raise StorageError(f"cannot {operation} {target}: {detail}; {advice}") from exc
 
 
-class Listener:
+class NotifyListener:
     """LISTEN on one channel over a connection of its own (a pooled one would carry it to other users)."""
 
     def __init__(self, conninfo: str, channel: str, display: str) -> None:
@@ -386,7 +424,7 @@ class Listener:
         """Stop listening and close the connection."""
         self._conn.close()
 
-    def __enter__(self) -> Listener:
+    def __enter__(self) -> NotifyListener:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,7 +11,8 @@ atomically, so the index never disagrees with the values:
 - `put_if_absent` is `SET ... NX` plus ZADD: of any number of racing writers exactly one gets OK.
   It is the checkpoint commit point.
 - compare-and-set reads, compares and writes inside one script.
-- `commit` checks that the commit key is absent, then writes the objects, the commit key and the hints.
+- `commit` checks the fence (a lease) and that the commit key is absent, then writes the objects, the commit key
+  and the hints.
 
 Durability is the server's, and safepoint says which it gets: on open it reads `CONFIG GET save` and
 `appendonly`. With an append-only file (`appendonly yes`) a checkpoint survives a Redis restart (with
@@ -38,9 +39,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import SafepointError, SafepointWarning, StorageError
+from ..errors import FenceMismatch, SafepointError, SafepointWarning, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Store, check_bytes, check_key
+from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
 
 DEFAULT_PREFIX = "safepoint"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -85,24 +86,28 @@ end
 return 0
 """
 
-# KEYS: index, commit value key, object value keys..., hint value keys...
-# ARGV: object count, commit member, commit data, then (member, data) per object, then per hint.
+# KEYS: index, commit value key, fence value key (the commit key again when there is no fence), object value
+# keys..., hint value keys... ARGV: object count, commit member, commit data, fence flag ("1": fenced), fence
+# value, then (member, data) per object, then per hint. Returns -1 when the fence key does not hold the value.
 # Objects, then the commit key, then hints: should a script fail halfway (out of memory: Redis does not roll
 # scripts back), what it leaves is what a crash of the generic commit leaves, orphan objects at most.
 _COMMIT = """
+if ARGV[4] == '1' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  return -1
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local objects = tonumber(ARGV[1])
-for i = 3, 2 + objects do
-  local at = 4 + (i - 3) * 2
+for i = 4, 3 + objects do
+  local at = 6 + (i - 4) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1], 'NX')
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[1], 0, ARGV[2])
-for i = 3 + objects, #KEYS do
-  local at = 4 + (i - 3) * 2
+for i = 4 + objects, #KEYS do
+  local at = 6 + (i - 4) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1])
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
@@ -115,6 +120,7 @@ class RedisStore(Store):
 
     durable = True
     cheap_create = True
+    head_hints = False  # `last` is an index lookup
     #: What the server keeps on disk: "aof", "snapshots", "none", or "unknown" when CONFIG is forbidden.
     persistence = "unknown"
 
@@ -163,7 +169,7 @@ class RedisStore(Store):
 
     def _list(self, prefix: str) -> list[str]:
         if prefix:
-            low, high = b"[" + prefix.encode(), b"(" + (prefix[:-1] + chr(ord(prefix[-1]) + 1)).encode()
+            low, high = b"[" + prefix.encode(), b"(" + prefix_end(prefix).encode()
         else:
             low, high = b"-", b"+"
         with self._translate("list", prefix or "<all keys>", writing=False):
@@ -173,6 +179,13 @@ class RedisStore(Store):
         return self._run("delete", key, "delete", [key])
 
     # --- fast paths -----------------------------------------------------------------------------
+    def last(self, prefix: str) -> str | None:
+        """One step back from the end of the prefix's range of the index."""
+        low, high = b"[" + check_prefix(prefix).encode(), b"(" + prefix_end(prefix).encode()
+        with self._translate("list", prefix, writing=False):
+            found = self._client.zrevrangebylex(self._index, high, low, start=0, num=1)
+        return found[0].decode("ascii") if found else None
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)
@@ -185,17 +198,26 @@ class RedisStore(Store):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
-        """Create `key` with its objects and hints in one script; when `key` exists, write nothing."""
+        """Create `key` with its objects and hints in one script; when `key` exists, write nothing.
+
+        The fence is compared inside the same script, so no lease change can fall between check and commit.
+        """
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         key, data = check_key(key), check_bytes(data, key)
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
-        keys = [self._index, self._value_key(key)] + [self._value_key(k) for k, _ in objects + hints]
-        args: list[bytes | str | int] = [len(objects), key, data]
+        fence_key, fence_value = (check_key(fence[0]), check_bytes(fence[1], fence[0])) if fence else (key, b"")
+        keys = [self._index, self._value_key(key), self._value_key(fence_key)]
+        keys += [self._value_key(k) for k, _ in objects + hints]
+        args: list[bytes | str | int] = [len(objects), key, data, "1" if fence else "0", fence_value]
         for member, value in objects + hints:
             args += [member, value]
         with self._translate("commit", key):
-            return self._scripts["commit"](keys=keys, args=args) == 1
+            outcome = self._scripts["commit"](keys=keys, args=args)
+        if outcome == -1:
+            raise FenceMismatch(fence_key)
+        return outcome == 1
 
     def close(self) -> None:
         """Disconnect the connection pool; it reconnects on next use."""

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..errors import SchemaTooNew, StorageError
-from .base import ANY, Store, check_bytes, check_key
+from ..errors import FenceMismatch, SchemaTooNew, StorageError
+from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
 
 #: Version of the table layout below; a store written by a newer layout refuses to open.
 FORMAT_VERSION = 1
@@ -26,6 +26,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
+
+# Creates the commit key only while the fence key holds the fence value.
+_FENCED_INSERT = "INSERT OR IGNORE INTO kv SELECT ?, ? WHERE EXISTS (SELECT 1 FROM kv WHERE key = ? AND value = ?)"
 
 # Keyed by the primary result code (`SQLITE_IOERR_WRITE` -> `SQLITE_IOERR`).
 _ADVICE = {
@@ -45,6 +48,10 @@ class SQLiteStore(Store):
     """Keys as rows of a SQLite table in WAL mode; durable, safe across threads and processes."""
 
     durable = True
+    head_hints = False  # `last` is an index lookup
+    # Records of finished keyframe cycles are packed: one compressed row instead of 32 small ones (each with
+    # its own key in the index), and compression stays off the save path.
+    pack_records = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         # Nothing touches the disk here: the file (and its directory) appear on the first write.
@@ -92,8 +99,8 @@ class SQLiteStore(Store):
                 rows = conn.execute("SELECT key FROM kv ORDER BY key")
             else:
                 # Keys are ASCII and compare bytewise, so [prefix, prefix with its last char + 1) is the range.
-                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-                rows = conn.execute("SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper))
+                query = "SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key"
+                rows = conn.execute(query, (prefix, prefix_end(prefix)))
             return [key for (key,) in rows]
 
     def _delete(self, key: str) -> bool:
@@ -102,6 +109,17 @@ class SQLiteStore(Store):
             return conn is not None and conn.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount == 1
 
     # --- fast paths -----------------------------------------------------------------------------
+    def last(self, prefix: str) -> str | None:
+        """One backward step of the primary key index."""
+        check_prefix(prefix)
+        with self._translate("list", prefix, writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return None
+            query = "SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key DESC LIMIT 1"
+            row = conn.execute(query, (prefix, prefix_end(prefix))).fetchone()
+        return None if row is None else row[0]
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)
@@ -117,21 +135,45 @@ class SQLiteStore(Store):
         key: str,
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
+        fence: Fence | None = None,
     ) -> bool:
-        """Create `key`, its objects and hints in one transaction; when `key` exists, write nothing."""
+        """Create `key`, its objects and hints in one transaction; when `key` exists, write nothing.
+
+        The fence is read inside the transaction, which holds the write lock: a lease cannot change under it.
+        """
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         key, data = check_key(key), check_bytes(data, key)
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         with self._translate("commit", key):
             conn = self._connection(writing=True)
             with self._transaction(conn):
-                if conn.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None:
-                    return False  # rolled back: nothing written
-                conn.execute("INSERT INTO kv VALUES (?, ?)", (key, data))
+                # The commit key first, in one statement with the fence check: no objects before we know.
+                if fence is None:
+                    won = conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount == 1
+                else:
+                    won = conn.execute(_FENCED_INSERT, (key, data, check_key(fence[0]), fence[1])).rowcount == 1
+                if not won:  # rolled back: nothing written
+                    if fence is not None and self._get(fence[0]) != fence[1]:
+                        raise FenceMismatch(fence[0])
+                    return False
                 conn.executemany("INSERT OR IGNORE INTO kv VALUES (?, ?)", objects)
                 conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", hints)
                 conn.execute("COMMIT")
             return True
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Delete the keys in one transaction (one sync, not one per key)."""
+        doomed = [(check_key(key),) for key in keys]
+        with self._translate("discard", doomed[0][0] if doomed else "<no keys>"):
+            conn = self._connection(writing=False)
+            if conn is None or not doomed:
+                return
+            with self._transaction(conn):
+                conn.executemany("DELETE FROM kv WHERE key = ?", doomed)
+                conn.execute("COMMIT")
+            # Give the freed pages back to the disk (a no-op on files made before auto_vacuum was set). As a
+            # script, because `execute` steps the pragma once and so frees one page.
+            conn.executescript("PRAGMA incremental_vacuum")
 
     def close(self) -> None:
         """Close every thread's connection; the store reopens them on next use."""
@@ -168,6 +210,8 @@ class SQLiteStore(Store):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Set the pragmas; create the tables and check the format version of the file."""
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        # Takes effect only on a new file: pages freed by packing go back to the disk (see `discard`).
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         self._use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         try:

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from ..errors import InvalidKey
+from ..errors import FenceMismatch, InvalidKey
 from ..stores.base import Store
 from ..stores.memory import MemoryStore
 
@@ -240,6 +240,20 @@ class StoreTests:
         assert store.put_if_absent("c/s1/000001", b"first") is True
         assert store.list("c/s1/") == ["c/s1/000001"]
 
+    def test_last_is_the_greatest_key_under_a_prefix(self, store: Store) -> None:
+        assert store.last("c/s1/") is None and store.last("") is None
+        for key in ["c/s1/000002", "c/s1/000010", "c/s1/000001", "c/s10/000099", "c/s0/000050", "d/x"]:
+            store.put_if_absent(key, b"v")
+        assert store.last("c/s1/") == "c/s1/000010"
+        assert store.last("c/s1") == "c/s10/000099"  # a prefix, not a directory
+        assert store.last("c/") == "c/s10/000099"
+        assert store.last("") == "d/x"
+        assert store.last("c/s2/") is None
+        store.delete("c/s1/000010")
+        assert store.last("c/s1/") == "c/s1/000002"
+        with pytest.raises(InvalidKey):
+            store.last("../c/")
+
     # --- commit ---------------------------------------------------------------------------------
     def test_commit_writes_objects_key_and_hints(self, store: Store) -> None:
         objects = [("o/aa", b"chunk a"), ("o/bb", b"chunk b")]
@@ -267,6 +281,31 @@ class StoreTests:
         hints = (h for h in [("s/head", b"7")])
         assert store.commit(objects, "s/7", b"seven", hints) is True
         assert store.list() == ["o/0", "o/1", "o/2", "s/7", "s/head"]
+
+    def test_fenced_commit_lands_while_the_fence_holds(self, store: Store) -> None:
+        store.put("l/1", b"lease v1")
+        won = store.commit([("o/aa", b"chunk a")], "s/1/0", b"first", [("s/1/head", b"0")], fence=("l/1", b"lease v1"))
+        assert won is True
+        assert store.get("s/1/0") == b"first" and store.get("o/aa") == b"chunk a"
+        assert store.get("l/1") == b"lease v1"  # the fence is read, never written
+        assert store.commit([], "s/1/0", b"again", fence=("l/1", b"lease v1")) is False
+
+    @pytest.mark.parametrize("fence_value", [b"lease v2", None], ids=["changed", "absent"])
+    def test_fenced_commit_refused_when_the_fence_moved(self, store: Store, fence_value: bytes | None) -> None:
+        store.put_if_absent("s/1/0", b"first")
+        if fence_value is not None:
+            store.put("l/1", fence_value)
+        before = {key: store.get(key) for key in store.list()}
+        with pytest.raises(FenceMismatch) as raised:
+            store.commit([("o/bb", b"chunk b")], "s/1/1", b"second", [("s/1/head", b"1")], fence=("l/1", b"lease v1"))
+        assert raised.value.key == "l/1"
+        assert {key: store.get(key) for key in store.list()} == before  # nothing written, not even objects
+
+    def test_fence_is_checked_before_the_conflict(self, store: Store) -> None:
+        # A writer whose lease is gone learns that first, whether or not its seq was taken meanwhile.
+        store.put_if_absent("s/1/0", b"first")
+        with pytest.raises(FenceMismatch):
+            store.commit([], "s/1/0", b"second", fence=("l/1", b"lease v1"))
 
     # --- several handles, threads and processes -------------------------------------------------
     def test_second_handle_sees_writes(self, store: Store, store_factory: Callable[[], Store]) -> None:
