@@ -210,8 +210,10 @@ class SQLiteStore(Store):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Set the pragmas; create the tables and check the format version of the file."""
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        # Takes effect only on a new file: pages freed by packing go back to the disk (see `discard`).
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # Only on a new, empty file (afterwards it needs a VACUUM, and setting it would write the header
+            # on every open): pages freed by packing go back to the disk (see `discard`).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         self._use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         try:
