@@ -398,15 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         'Growth: one session, `schema=dict`, `{"messages": [...]}`, each step appends one message of ~510 bytes '
         "of JSON and saves; the state JSON is `len(codec.dumps(state))` after the last step. Each store starts "
         "empty (a schema, key prefix or bucket of its own).",
-        "Reading the save results: every save is two round trips to the server, where the raw floor is one: "
-        "the session first reads its lease (`leases/<sid>`, the fencing check of the runtime) and then commits "
-        "(PostgreSQL: one statement; Redis: one Lua script). With a 1 KiB state the round trips dominate, so the "
-        "ratio sits near 3x; the memory-store diagnostic shows safepoint's own work is a fraction of it. Folding "
-        "the lease check into the commit statement/script would remove one round trip. With a 64 KiB state a "
-        "PostgreSQL save beats the raw INSERT: it writes zstd-compressed objects (first checkpoint) or a small "
-        "delta (steady state) where the raw floor writes the whole JSON again, compressed by TOAST's pglz. "
-        "Redis has no disk write to amortise (this server keeps nothing on disk), so every ratio is round trips "
-        "and Python work.",
+        "Reading the save results: a save is one round trip to the server, as the raw floor is: one statement "
+        "(PostgreSQL) or one Lua script (Redis) that checks the writer's lease (the fence), creates the commit "
+        "key and writes the objects. The statement and the script do more than the raw write (the lease check, "
+        "the conflict check, the key index on Redis), and safepoint's own work comes on top (the memory-store "
+        "diagnostic: encoding, checksums, compression, the delta). With a 64 KiB state a PostgreSQL save beats "
+        "the raw INSERT: it writes zstd-compressed objects (first checkpoint) or a small delta (steady state) "
+        "where the raw floor writes the whole JSON again, compressed by TOAST's pglz. Redis has no disk write to "
+        "amortise (this server keeps nothing on disk): a raw SET of 64 KiB is a memory copy, against which "
+        "compressing (zstd, ~0.19 ms) and checksumming (sha256, ~0.04 ms) the state cannot stay within 1.5x.",
     ]
     elapsed = time.perf_counter() - started
     section = markdown(results, header, settings, args.quick, elapsed)
