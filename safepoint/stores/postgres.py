@@ -188,14 +188,15 @@ class PostgresStore(Store):
         hints = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in hints).items())
         if fence is not None:
             fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
+        batch = _Commit(objects, key, data, hints, fence)
         names = {key, *(k for k, _ in objects), *(k for k, _ in hints)}
         with self._translate("commit", key):
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
                     if len(names) == 1 + len(objects) + len(hints):
-                        won, fenced = self._commit_statement(objects, key, data, hints, fence)
+                        won, fenced = self._commit_statement(batch)
                     else:
-                        won, fenced = self._commit_transaction(objects, key, data, hints, fence)  # a key repeats
+                        won, fenced = self._commit_transaction(batch)  # a key repeats: rare
                 except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                     if attempt == COMMIT_ATTEMPTS - 1:
                         raise
@@ -205,15 +206,9 @@ class PostgresStore(Store):
                 return won
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _commit_statement(
-        self,
-        objects: list[tuple[str, bytes]],
-        key: str,
-        data: bytes,
-        hints: list[tuple[str, bytes]],
-        fence: Fence | None,
-    ) -> tuple[bool, bool]:
+    def _commit_statement(self, batch: _Commit) -> tuple[bool, bool]:
         """(won, fence held), in one statement."""
+        objects, hints, fence = batch.objects, batch.hints, batch.fence
         query = self._query(
             "WITH fence AS ("
             + ("SELECT FROM {t} WHERE key = %s AND value = %s FOR SHARE" if fence else "SELECT")
@@ -227,8 +222,8 @@ class PostgresStore(Store):
         )
         params = (
             *(fence or ()),
-            key,
-            data,
+            batch.key,
+            batch.data,
             [k for k, _ in objects],
             [v for _, v in objects],
             [k for k, _ in hints],
@@ -238,33 +233,27 @@ class PostgresStore(Store):
             won, fenced = conn.execute(query, params).fetchone()
             return won, fenced
 
-    def _commit_transaction(
-        self,
-        objects: list[tuple[str, bytes]],
-        key: str,
-        data: bytes,
-        hints: list[tuple[str, bytes]],
-        fence: Fence | None,
-    ) -> tuple[bool, bool]:
+    def _commit_transaction(self, batch: _Commit) -> tuple[bool, bool]:
+        """(won, fence held), statement by statement in one transaction."""
         insert = sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING")
         upsert = sql.SQL(
             "INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         fenced = True
         with self._pool.connection() as conn, conn.transaction() as tx, conn.cursor() as cur:
-            if fence is not None:
-                cur.execute(self._query("SELECT FROM {} WHERE key = %s AND value = %s FOR SHARE"), fence)
+            if batch.fence is not None:
+                cur.execute(self._query("SELECT FROM {} WHERE key = %s AND value = %s FOR SHARE"), batch.fence)
                 fenced = cur.rowcount == 1
                 if not fenced:
                     raise psycopg.Rollback(tx)
             # The commit key first: a racing writer of the same key waits here for our outcome.
-            cur.execute(insert.format(self._table), (key, data))
+            cur.execute(insert.format(self._table), (batch.key, batch.data))
             if cur.rowcount != 1:
                 raise psycopg.Rollback(tx)  # leaves the block; the transaction wrote nothing
-            if objects:
-                cur.executemany(insert.format(self._table), objects)
-            if hints:
-                cur.executemany(upsert.format(self._table), hints)
+            if batch.objects:
+                cur.executemany(insert.format(self._table), batch.objects)
+            if batch.hints:
+                cur.executemany(upsert.format(self._table), batch.hints)
             return True, True
         return False, fenced
 
@@ -396,6 +385,17 @@ class PostgresStore(Store):
                 advice += "; the previous checkpoint is untouched"
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"cannot {operation} {target}: {detail}; {advice}") from exc
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """One checkpoint's writes, keys checked: the objects and hints sorted, the fence (key, value) or None."""
+
+    objects: list[tuple[str, bytes]]
+    key: str
+    data: bytes
+    hints: list[tuple[str, bytes]]
+    fence: Fence | None
 
 
 class NotifyListener:
