@@ -17,6 +17,7 @@ from .model import ArtifactRef, Checkpoint, Status
 from .runtime import drift, effects, inputs, steps
 from .runtime.leases import DEFAULT_TTL, Lease
 from .runtime.retry import RetryPolicy
+from .runtime.wake import wake
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -276,6 +277,8 @@ class Session:
         if self._lease is not None:
             lease, self._lease = self._lease, None
             lease.release()
+            if self._previous is not None and self._previous.checkpoint.status == Status.RUNNING:
+                wake(self._repo.store, self.id)  # left mid-way: a listening worker may take it on now
 
     def __del__(self) -> None:
         # A session dropped without close() (`store.session(id).save()`) gives its lease back at once.

@@ -1,4 +1,4 @@
-"""On PostgreSQL, an answer wakes a waiting worker through LISTEN/NOTIFY instead of waiting for its next poll."""
+"""On PostgreSQL, workers are woken through LISTEN/NOTIFY (an answer, a session left running) instead of polling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from services import fresh_name, postgres_url, require_module, with_query
 
 import safepoint as sp
-from safepoint.runtime.inputs import READY_CHANNEL
+from safepoint.runtime.wake import WAKE_CHANNEL
 
 psycopg = require_module("psycopg", "postgres")
 
@@ -34,34 +34,60 @@ def approval(s: sp.Session) -> str:
     return s.step("publish", lambda: "published")
 
 
-def test_an_answer_is_announced_on_the_ready_channel(repo):
+def test_answers_and_sessions_left_running_are_announced(repo):
     assert sp.run(approval, "report", store=repo).status == sp.Status.WAITING
-    listener = repo.store.listen(READY_CHANNEL)
+    listener = repo.store.listen(WAKE_CHANNEL)
     try:
         repo.send("report", "approve", True)
         assert listener.wait(timeout=10) == ["report"]
+        with repo.session("draft", agent="approval") as s:
+            s.save(step="started")
+        assert listener.wait(timeout=10) == ["draft"]  # closed while running: another worker may go on
+        with repo.session("done", agent="approval") as s:
+            s.save(step="finished", status=sp.Status.COMPLETED)
+        assert listener.wait(timeout=0.5) == []  # nothing left to do: nobody is woken
     finally:
         listener.close()
 
 
-def test_a_worker_waiting_between_scans_is_woken_by_an_answer(repo):
-    assert sp.run(approval, "report", store=repo).status == sp.Status.WAITING
-    lines: list[str] = []
-    worker = sp.Worker(repo, agents={"approval": approval}, poll_interval=POLL_SECONDS, log=lines.append)
+def _worker(repo: sp.Repository) -> tuple[sp.Worker, threading.Thread]:
+    worker = sp.Worker(repo, agents={"approval": approval}, poll_interval=POLL_SECONDS)
     thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
+    time.sleep(1.0)  # the first scan finds nothing to do; the worker now waits up to POLL_SECONDS
+    assert worker.results == []
+    return worker, thread
+
+
+def _completed_within(repo: sp.Repository, session_id: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while repo.load(session_id).status != sp.Status.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return repo.load(session_id).status == sp.Status.COMPLETED
+
+
+def test_a_worker_waiting_between_scans_is_woken_by_an_answer(repo):
+    assert sp.run(approval, "report", store=repo).status == sp.Status.WAITING
+    worker, thread = _worker(repo)
     try:
-        time.sleep(1.0)  # the first scan finds nothing ready; the worker now waits up to POLL_SECONDS
-        assert worker.results == []
-        answered = time.monotonic()
         repo.send("report", "approve", True)
-        while repo.load("report").status != sp.Status.COMPLETED and time.monotonic() - answered < 20:
-            time.sleep(0.05)
-        woken_after = time.monotonic() - answered
-        assert repo.load("report").status == sp.Status.COMPLETED, lines
-        assert woken_after < 20 < POLL_SECONDS
+        assert _completed_within(repo, "report", 20)  # 20 s < POLL_SECONDS: only the notification explains it
         assert [(r.session, r.status) for r in worker.results] == [("report", sp.Status.COMPLETED)]
     finally:
         worker.stop()
         thread.join(timeout=10)
     assert not thread.is_alive()  # the stop is seen between listening slices, not after the poll interval
+
+
+def test_a_session_left_running_is_taken_on_at_once(repo):
+    assert sp.run(approval, "report", store=repo).status == sp.Status.WAITING
+    repo.send("report", "approve", True)
+    with repo.session("report") as s:  # someone else opens it: the worker's first scan sees it held
+        worker, thread = _worker(repo)
+        s.save(step="touched")  # still running, and left so when the lease is released below
+    try:
+        assert _completed_within(repo, "report", 20)
+        assert [(r.session, r.status) for r in worker.results] == [("report", sp.Status.COMPLETED)]
+    finally:
+        worker.stop()
+        thread.join(timeout=10)

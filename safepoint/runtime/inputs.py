@@ -10,18 +10,17 @@ On a store with notifications (PostgreSQL's LISTEN/NOTIFY) the answer also wakes
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
 from .. import codec
-from ..errors import InvalidAnswer, SafepointError, SafepointWarning, StorageError, Suspended
+from ..errors import InvalidAnswer, SafepointError, Suspended
 from ..history import Chain
 from ..model import Status
-from ..stores.base import Store
 from .steps import now
+from .wake import wake
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -95,15 +94,3 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
     if runtime["ready"]:
         wake(chain.store, chain.id)
     return saved.checkpoint.seq
-
-
-#: The channel on which stores that can notify (PostgreSQL) announce sessions ready to go on.
-READY_CHANNEL = "ready"
-
-
-def wake(store: Store, session_id: str) -> None:
-    """Tell listening workers that `session_id` can go on now. Best effort: they find it on their next poll."""
-    try:
-        store.notify(READY_CHANNEL, session_id)
-    except StorageError as exc:
-        warnings.warn(f"could not wake workers for session {session_id!r} ({exc}); they poll", SafepointWarning, 2)

@@ -20,10 +20,10 @@ from ..errors import SafepointError, SessionBusy, StorageError
 from ..history import session_segment
 from ..model import SessionInfo, Status
 from ..stores.base import Listener
-from .inputs import READY_CHANNEL
 from .leases import DEFAULT_TTL, read_lease
 from .runner import AGENTS, Agent, RunResult, run
 from .steps import shutdown_requested
+from .wake import WAKE_CHANNEL
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -150,19 +150,22 @@ class Worker:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            # Every run has stopped by now: the stop must not reach later `sp.run` calls of this process.
+            shutdown_requested.clear()
         return self.results
 
     def _listen(self) -> Listener | None:
         try:
-            return self.repo.store.listen(READY_CHANNEL)
+            return self.repo.store.listen(WAKE_CHANNEL)
         except StorageError as exc:
             self.log(f"cannot listen for ready sessions ({exc}); polling every {self.poll_interval} s")
             return None
 
     def _idle(self, listener: Listener | None) -> Listener | None:
-        """Wait `poll_interval` before the next pass, or less: until a session is announced ready (an answer
-        delivered), when the store can tell. In short slices, so a stop is seen within half a second.
-        Returns the listener to go on with (None once it failed: the worker then polls)."""
+        """Wait `poll_interval` before the next pass, or less: until a session is announced (an answer
+        delivered, a session left running; see `safepoint.runtime.wake`), when the store can tell. In short
+        slices, so a stop is seen within half a second. Returns the listener to go on with (None once it
+        failed: the worker then polls)."""
         deadline = time.monotonic() + self.poll_interval
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             if listener is None:
