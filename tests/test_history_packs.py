@@ -133,7 +133,7 @@ def test_a_damaged_pack_is_reported_with_every_checkpoint_it_breaks(tmp_path):
     repo = sp.open(tmp_path / "store")
     chat(repo, "talk", KEYFRAME_EVERY + 2)
     chain = Chain(repo.store, "talk")
-    (_, _, key), = chain.packs()
+    ((_, _, key),) = chain.packs()
     path = tmp_path / "store" / key
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF

@@ -6,13 +6,14 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from safepoint.errors import StorageError
+from safepoint.errors import FenceMismatch, StorageError
 from safepoint.stores import files, open_store
 from safepoint.stores.base import Store
 from safepoint.stores.files import FileStore
@@ -187,3 +188,32 @@ def test_writes_fsync_file_and_new_directories_but_hints_do_not(
     synced.clear()
     store.put("s/1/0", b"y", expect=b"x")
     assert len(synced) == 2 and synced[0].name.startswith(".tmp-") and synced[1] == root / "s" / "1"
+
+
+def test_a_fenced_commit_cannot_slip_between_a_lease_takeover_and_its_check(tmp_path):
+    # A takeover changes the lease under the store lock; a fenced commit checks the lease and links its key
+    # under the same lock. So a commit that starts while a takeover is under way waits, then sees the new lease.
+    store = FileStore(tmp_path / "store")
+    store.put("leases/x", b"lease of worker A")
+    outcome: list[object] = []
+
+    def commit() -> None:
+        try:
+            outcome.append(
+                store.commit([], "commits/x/000000000001", b"A's step", [], ("leases/x", b"lease of worker A"))
+            )
+        except FenceMismatch as exc:
+            outcome.append(exc)
+
+    with store._locked():  # worker B is taking the lease over
+        writer = threading.Thread(target=commit)
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive()  # A's commit waits at the lock: its temp file is written, nothing is linked
+        taken = tmp_path / "store" / "leases" / "taken"
+        taken.write_bytes(b"lease of worker B")
+        os.replace(taken, tmp_path / "store" / "leases" / "x")  # (store.put would wait for the lock we hold)
+    writer.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], FenceMismatch)
+    assert store.get("commits/x/000000000001") is None
+    assert not list((tmp_path / "store").rglob(".tmp-*"))

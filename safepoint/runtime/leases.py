@@ -5,8 +5,8 @@ Taking a free or expired lease increments the token, so tokens only grow; releas
 `expires_at` to 0. A background thread renews the lease every `ttl / 3` seconds. If it finds the lease taken
 by someone else (its holder was frozen past the ttl), the lease is lost: the next save raises `LeaseLost`
 and commits nothing. Every commit carries the lease record as its holder last wrote it (a fence): the store
-commits only while the record is unchanged, atomically with the commit where the store can (SQLite, PostgreSQL,
-Redis), so a holder frozen between its check and its commit cannot land a commit after a takeover there.
+commits only while the record is unchanged, atomically with the commit on every store but S3 (which reads it
+just before), so a holder frozen between its check and its commit cannot land a commit after a takeover.
 A holder that died on this machine (its pid is gone) is taken over at once.
 """
 

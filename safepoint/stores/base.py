@@ -12,8 +12,8 @@ safepoint (history, sessions, artifacts, gc) is written once above these primiti
 Backends may add faster paths behind the same contract (`commit` in one transaction, `put_hint` without fsync).
 
 A commit may carry a *fence*, `(key, value)`: it lands only while `key` still holds exactly `value` (a
-worker's lease record), else it raises FenceMismatch and writes nothing. Stores with transactions or scripts
-check it atomically with the commit; the others read it just before.
+worker's lease record), else it raises FenceMismatch and writes nothing. The stores check it atomically with
+the commit (a transaction, a script, a lock); the generic `commit` below only reads it just before.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ place and the directory is fsynced, so a key is never visible half-written:
 
 - `put_if_absent` moves with `os.link`, which fails when the name exists: any number of threads or processes
   racing to create one key, exactly one wins. This is the checkpoint commit point.
+- A fenced commit (a writer's lease, see `Store.commit`) compares the lease file and links its commit key
+  under the store lock, which every lease change takes as well: the check and the commit are one step.
 - `put` moves with `os.replace`. Overwrites, compare-and-sets and deletes hold an exclusive `flock` on
   `<root>/.lock`, so a compare-and-set never interleaves with another writer of the same store.
 - `put_hint` does the same without any fsync: a hint may be lost or stale after a crash.
@@ -22,7 +24,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 try:
@@ -30,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows; FileStore writes then fail with a clear StorageError
     fcntl = None  # type: ignore[assignment]
 
-from ..errors import StorageError
+from ..errors import FenceMismatch, StorageError
 from .base import _SEGMENT, ANY, Fence, Store, check_bytes, check_key
 
 TEMP_PREFIX = ".tmp-"
@@ -74,12 +76,17 @@ class FileStore(Store):
         with self._translate("read", key, writing=False):
             return _read(self.root / key)
 
-    def _put_if_absent(self, key: str, data: bytes) -> bool:
+    def _put_if_absent(self, key: str, data: bytes, fence: Fence | None = None) -> bool:
         path = self.root / key
         with self._translate("create", key):
             tmp = self._write_temp(path.parent, data, sync=True)
             try:
-                os.link(tmp, path)
+                # With a fence, the check and the link happen under the store lock, which every change of a
+                # lease takes too: no takeover can fall between them.
+                with self._locked() if fence is not None else nullcontext():
+                    if fence is not None and _read(self.root / fence[0]) != fence[1]:
+                        raise FenceMismatch(fence[0])
+                    os.link(tmp, path)
             except FileExistsError:
                 if path.is_dir():
                     raise IsADirectoryError(errno.EISDIR, "is a directory", str(path)) from None
@@ -158,7 +165,10 @@ class FileStore(Store):
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         key = check_key(key)
-        self.check_fence(fence)  # a read: a takeover between it and the link is not seen (see docs/runtime.md)
+        if fence is not None:
+            fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
+            if objects:
+                self.check_fence(fence)  # a lease already gone writes no objects; the link checks again
         if len(objects) < BATCH_OBJECTS or _syncfs is None:
             for object_key, object_data in objects:
                 self._put_if_absent(object_key, object_data)
@@ -167,7 +177,7 @@ class FileStore(Store):
                 for object_key, object_data in objects:
                     self._place(object_key, object_data)
                 _syncfs(self.root)
-        if not self._put_if_absent(key, check_bytes(data, key)):
+        if not self._put_if_absent(key, check_bytes(data, key), fence):
             return False
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)
