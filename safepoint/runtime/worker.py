@@ -2,9 +2,9 @@
 
 A session can go on when it was waiting and every question it asked has an answer (`ready`), or when it
 was running and its lease has expired or its holder died (the process crashed). Between passes the worker
-waits `poll_interval`; on a store that can notify (PostgreSQL) a delivered answer wakes it at once. On SIGTERM
-the worker lets each run finish its current step, which is checkpointed, then stops; leases are released on
-the way out.
+waits `poll_interval`; on a store that can notify (PostgreSQL) an answer delivered, or a session another
+writer left running, wakes it at once (`safepoint.runtime.wake`). On SIGTERM the worker lets each run finish
+its current step, which is checkpointed, then stops; leases are released on the way out.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Worker:
         try:
             return self.repo.store.listen(WAKE_CHANNEL)
         except StorageError as exc:
-            self.log(f"cannot listen for ready sessions ({exc}); polling every {self.poll_interval} s")
+            self.log(f"cannot listen for sessions to take on ({exc}); polling every {self.poll_interval} s")
             return None
 
     def _idle(self, listener: Listener | None) -> Listener | None:
@@ -175,7 +175,7 @@ class Worker:
                 if listener.wait(min(left, STOP_CHECK_SECONDS)):
                     break
             except StorageError as exc:
-                self.log(f"stopped hearing ready sessions ({exc}); polling every {self.poll_interval} s")
+                self.log(f"stopped hearing of sessions to take on ({exc}); polling every {self.poll_interval} s")
                 listener.close()
                 listener = None
         return listener
