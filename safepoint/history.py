@@ -340,11 +340,13 @@ class Chain:
             "lease": lease,
         }
         self.last_attempt = None
-        ops_bytes = snapshot = None
+        ops_bytes = ops = snapshot = None
         as_delta = False
         if previous is not None:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
+            # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
             ops_bytes = _encode_ops(delta.diff(previous.base, doc))
+            ops = codec.loads(ops_bytes)
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -352,7 +354,7 @@ class Chain:
             assert previous is not None and ops_bytes is not None
             keyframe_seq, size = previous.keyframe_seq, previous.keyframe_size
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
-            record.update(base=keyframe_seq, delta=codec.loads(ops_bytes))
+            record.update(base=keyframe_seq, delta=ops)
         else:
             snapshot = codec.dumps(doc, root="")
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
@@ -379,9 +381,10 @@ class Chain:
                 self._written = {}
             self._written[seq] = payload
         base = None
-        if ops_bytes is not None:
-            # Only now that the commit stands may the writer's copy move on (a private copy of the ops).
-            base = delta.apply(previous.base, codec.loads(ops_bytes))  # type: ignore[union-attr]
+        if ops is not None:
+            # Only now that the commit stands may the writer's copy move on (the record, which shares the ops'
+            # values, is encoded already and goes no further than the checkpoint built from its header).
+            base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
             snapshot = None
         record["_checksum"] = codec.payload_digest(sealed)
         return Saved(to_checkpoint(record), base, keyframe_seq, chain, spent, size, snapshot)

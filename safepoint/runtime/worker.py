@@ -20,7 +20,7 @@ from ..errors import SafepointError, SessionBusy, StorageError
 from ..history import session_segment
 from ..model import SessionInfo, Status
 from ..stores.base import Listener
-from .leases import DEFAULT_TTL, read_lease
+from .leases import DEFAULT_TTL, LeaseInfo, read_lease
 from .runner import AGENTS, Agent, RunResult, run
 from .steps import shutdown_requested
 from .wake import WAKE_CHANNEL
@@ -32,15 +32,18 @@ Log = Callable[[str], None]
 STOP_CHECK_SECONDS = 0.5
 
 
-def resumable(repo: Repository, info: SessionInfo) -> str | None:
-    """Why this session should be picked up now ("answered", "crashed"), or None."""
+def resumable(
+    repo: Repository, info: SessionInfo, lease_of: Callable[[], LeaseInfo | None] | None = None
+) -> str | None:
+    """Why this session should be picked up now ("answered", "crashed"), or None. `lease_of` gives its lease
+    when the caller has read it already (else it is read here, and only for a running session)."""
     head = info.head
     if head is None:
         return None
     if head.status == Status.WAITING and head.meta.get("ready"):
         return "answered"
     if head.status == Status.RUNNING:
-        lease, _ = read_lease(repo.store, session_segment(info.id))
+        lease = lease_of() if lease_of is not None else read_lease(repo.store, session_segment(info.id))[0]
         if lease is None or not lease.live():
             return "crashed" if lease is not None else "never leased"
     return None
@@ -109,10 +112,11 @@ class Worker:
             # now. Opening it anyway would take its lease again, re-ask a question it still waits for, and
             # report a run this worker never did. So look again, the lease before the head: a holder commits
             # its last checkpoint before it releases, so a released lease is never seen with a stale head.
-            if self._held_by_another(session_id):
-                return None
+            lease, _ = read_lease(self.repo.store, session_segment(session_id))
+            if lease is not None and lease.live():
+                return None  # held by another
             info = self.repo.info(session_id)
-            if resumable(self.repo, info) is None:
+            if resumable(self.repo, info, lambda: lease) is None:
                 return None
             fn = self.agents[info.agent or ""]
             self.log(f"resuming {session_id} ({reason}) with agent {info.agent}")
@@ -127,10 +131,6 @@ class Worker:
         finally:
             with self._lock:
                 self._running.discard(session_id)
-
-    def _held_by_another(self, session_id: str) -> bool:
-        lease, _ = read_lease(self.repo.store, session_segment(session_id))
-        return lease is not None and lease.live()
 
     def run(self, *, until_idle: bool = False, handle_signals: bool = True) -> list[RunResult]:
         """Loop until stopped (SIGTERM, SIGINT, `stop()`), or with `until_idle` until a pass finds nothing."""
