@@ -93,6 +93,10 @@ class LeaseLost(SafepointError):
     """This worker's lease was taken over (it stalled past its time-to-live); it must stop writing."""
 
 
+class SessionClosed(SafepointError):
+    """`save()` on a session after `close()`: it no longer holds the lease that makes it the only writer."""
+
+
 class FenceMismatch(SafepointError):
     """A fenced commit found its fence key changed (the writer's lease was taken over); nothing was written."""
 

@@ -399,7 +399,7 @@ class Chain:
             record["root"] = {"k": "v", "v": None}  # a stand-in: readers of `record` only ask whether it has one
             head = codec.dumps({key: value for key, value in record.items() if key < "root"})
             tail = codec.dumps({key: value for key, value in record.items() if key > "root"})
-            return head[:-1] + b',"root":{"k":"v","v":' + snapshot + b"}," + tail[1:], {}
+            return b"".join((head[:-1], b',"root":{"k":"v","v":', snapshot, b"},", tail[1:])), {}
         writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
         record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
         return codec.dumps(record), writer.new_objects
@@ -469,6 +469,10 @@ class Chain:
                 self.store.put(self.commit_key(seq), self.record_blob(seq))
             self.store.delete(key)
             self._pack = None
+
+    def forget_written(self) -> None:
+        """Drop the copies of records kept for packing (a pack then reads them back from the store)."""
+        self._written = {}
 
     def delete_all(self) -> None:
         """Delete every record, pack and the floor of this session (the session record stays)."""

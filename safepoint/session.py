@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from . import artifacts, codec
-from .errors import ConflictError, FenceMismatch, InvalidState, StorageError
+from .errors import ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
 from .history import Chain, Saved
 from .migrations import Migrations
 from .model import ArtifactRef, Checkpoint, Status
@@ -100,6 +100,7 @@ class Session:
         self._previous: Saved | None = None
         self._meta_next: dict[str, Any] = {}
         self._attempt: tuple[int, str] | None = None
+        self._closed = False
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
@@ -156,6 +157,7 @@ class Session:
 
     def save(self, step: str | None = None, *, status: Status | str = Status.RUNNING, **meta: Any) -> Checkpoint:
         """Commit the current state as the next checkpoint and return it. Durable when this returns."""
+        self.ensure_open()
         doc = {"state": to_plain(self.state), "runtime": self.runtime}
         if self._seq is None:
             self._resync()
@@ -185,6 +187,14 @@ class Session:
         self._previous, self._seq, self._parent = saved, seq, seq
         self._meta_next = {}
         return saved.checkpoint
+
+    def ensure_open(self) -> None:
+        """Raise SessionClosed after `close()`: a closed session holds no lease, so it must not write."""
+        if self._closed:
+            raise SessionClosed(
+                f"session {self.id!r} is closed and no longer holds its lease, so it cannot save; "
+                f"reopen it with store.session({self.id!r}) to continue from its head"
+            )
 
     def _resync(self) -> None:
         head = self._chain.head_seq()
@@ -279,6 +289,11 @@ class Session:
             lease.release()
             if self._previous is not None and self._previous.checkpoint.status == Status.RUNNING:
                 wake(self._repo.store, self.id)  # left mid-way: a listening worker may take it on now
+        # A closed session keeps no copies of its state: a program holding on to many finished sessions
+        # (or the pages they pinned) should not pay for them.
+        self._closed = True
+        self._previous = None
+        self._chain.forget_written()
 
     def __del__(self) -> None:
         # A session dropped without close() (`store.session(id).save()`) gives its lease back at once.

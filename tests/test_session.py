@@ -18,6 +18,7 @@ from safepoint.errors import (
     NotSerializable,
     SafepointError,
     SessionBusy,
+    SessionClosed,
 )
 
 
@@ -253,6 +254,40 @@ def test_a_closed_session_reopens_and_resumes_its_head(repo: sp.Repository) -> N
         assert third.state == {"n": 2}
         assert third.save(step="three").seq == 3
     assert [c.seq for c in repo.history("handover")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("lease", [True, False])
+def test_a_closed_session_refuses_to_save_and_writes_nothing(repo: sp.Repository, lease: bool) -> None:
+    s = repo.session("closed", schema=dict, lease=lease)
+    s.state["n"] = 1
+    s.save(step="one")
+    s.close()
+    s.state["n"] = 2
+    with pytest.raises(SessionClosed, match=r"session 'closed' is closed .* store\.session\('closed'\)"):
+        s.save(step="after close")
+    ran = []
+    with pytest.raises(SessionClosed):
+        s.step("a step", lambda: ran.append(1))  # refused before it runs: its result could not be recorded
+    with pytest.raises(SessionClosed):
+        s.effect("send-mail", lambda: ran.append(2))
+    assert ran == []
+    assert [c.step for c in repo.history("closed")] == ["one"]
+    assert s.head is not None and s.head.seq == 1  # still readable
+    with repo.session("closed", schema=dict) as again:  # the lease was given back
+        assert again.state == {"n": 1} and again.save().seq == 2
+
+
+def test_a_closed_session_lets_go_of_its_copies_of_the_state() -> None:
+    repo = sp.open("memory://")
+    s = repo.session("big", schema=dict)
+    s.state["blob"] = "x" * 100_000
+    s.save()
+    s.state["blob"] += "y"
+    s.save()  # a delta: the writer now keeps the stored state to diff the next save against
+    retained = s._previous
+    assert retained is not None and retained.base == s.state
+    s.close()
+    assert s._previous is None and s._chain._written == {}
 
 
 def test_wait_takes_the_lease_when_the_holder_closes(repo: sp.Repository) -> None:

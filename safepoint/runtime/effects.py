@@ -40,6 +40,7 @@ def run_effect(
     kwargs: dict,
     reconcile: Callable[[str], Any] | None,
 ) -> Any:
+    session.ensure_open()  # before the effect runs: a closed session could not record it
     effects = session.runtime.setdefault("effects", {})
     record = effects.get(key)
     if record is not None and record["status"] == "done":

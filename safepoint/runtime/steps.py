@@ -77,6 +77,7 @@ def run_step(
     retry: RetryPolicy | None,
 ) -> Any:
     """Return the recorded output of step `name`, or run `fn` (with retries), record it and checkpoint."""
+    session.ensure_open()  # before `fn` runs: a closed session could not record what it did
     steps = session.runtime.setdefault("steps", {})
     record = steps.get(name)
     if record is not None and record.get("status") == "done":
