@@ -285,7 +285,7 @@ def test_a_closed_session_lets_go_of_its_copies_of_the_state() -> None:
     s.state["blob"] += "y"
     s.save()  # a delta: the writer now keeps the stored state to diff the next save against
     retained = s._previous
-    assert retained is not None and retained.base == s.state
+    assert retained is not None and retained.base["state"] == s.state
     s.close()
     assert s._previous is None and s._chain._written == {}
 
