@@ -28,7 +28,7 @@ import hashlib
 import re
 import unicodedata
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +44,7 @@ from .errors import (
     StorageError,
 )
 from .model import FORMAT, Checkpoint, SessionInfo, Status
-from .stores.base import Fence, Store
+from .stores.base import Fence, Store, floor_value
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -261,11 +261,7 @@ class Chain:
     def _read_floor(self) -> int:
         if not self.store.pack_records:
             return 0
-        blob = self.store.get(self.floor_key)
-        try:
-            return int(blob) if blob else 0
-        except ValueError:
-            raise CorruptCheckpoint(self.floor_key, f"packed floor {blob[:40]!r} is not a number") from None
+        return floor_value(self.store.get(self.floor_key), self.floor_key)
 
     def _packed(self, seq: int) -> tuple[str, bytes, str] | None:
         """The record of `seq` from the pack holding it, or None when no pack does."""
@@ -366,9 +362,9 @@ class Chain:
         self.last_attempt = codec.payload_digest(sealed)
         # A fixed-width hint: an in-place rewrite never leaves a tail.
         hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []
-        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence) or (
-            self.store.pack_records and self._lost_to_a_pack(seq)
-        ):
+        # The floor: a writer far behind must not re-create a record that a pack has taken over.
+        floor = (self.floor_key, seq) if self.store.pack_records else None
+        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence, floor):
             raise ConflictError(
                 f"session {self.id!r}: checkpoint seq {seq} was committed by another writer first; "
                 "reopen the session to continue from the new head"
@@ -405,14 +401,6 @@ class Chain:
         return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
-    def _lost_to_a_pack(self, seq: int) -> bool:
-        """True (and our record discarded) when `seq` was packed before we created it: we re-created a record a
-        pack had already taken over, so some other writer committed this seq long ago."""
-        if seq > self._read_floor() or self.pack_holding(seq) is None:
-            return False
-        self.store.discard([self.commit_key(seq)])
-        return True
-
     def _pack_cycle(self, first: int, last: int) -> None:
         """Copy the records `first`..`last` (a finished cycle) into one pack, raise the floor, drop the copies.
 
@@ -439,16 +427,20 @@ class Chain:
 
     def finish_pack(self, first: int, last: int) -> None:
         """Raise the floor to `last` and discard the loose copies of a pack's records (again, after a crash)."""
+        self._move_floor(lambda floor: max(floor, last))
+        self.store.discard([self.commit_key(seq) for seq in range(first, last + 1)])
+
+    def _move_floor(self, to: Callable[[int], int]) -> None:
+        """Set the floor to `to(current floor)` by compare-and-set (packers of other writers may race)."""
         for _ in range(100):
             blob = self.store.get(self.floor_key)
-            if (int(blob) if blob else 0) >= last or self.store.put(
-                self.floor_key, f"{last:012d}".encode(), expect=blob
-            ):
+            current = floor_value(blob, self.floor_key)
+            target = to(current)
+            if target == current or self.store.put(self.floor_key, f"{target:012d}".encode(), expect=blob):
                 break
         else:
             raise StorageError(f"session {self.id!r}: the packed floor {self.floor_key} keeps changing")
         self._floor = None
-        self.store.discard([self.commit_key(seq) for seq in range(first, last + 1)])
 
     def delete_records(self, seqs: Iterable[int]) -> None:
         """Delete the records of `seqs`, loose or packed."""
@@ -456,6 +448,11 @@ class Chain:
         self._unpack(doomed, keep=False)
         for seq in sorted(doomed, reverse=True):  # newest first: what a crash leaves still loads
             self.store.delete(self.commit_key(seq))
+        if self.store.pack_records:
+            # With the newest records gone their seqs will be written again: the floor, which refuses commits
+            # at or below it, comes down to the new head.
+            head = self.head_seq()
+            self._move_floor(lambda floor: min(floor, head))
 
     def _unpack(self, seqs: set[int], *, keep: bool = True) -> None:
         """Turn the packs holding any of `seqs` back into loose records (all of them, or with `keep=False` all

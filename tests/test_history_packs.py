@@ -108,6 +108,23 @@ def test_deleting_some_packed_records_unpacks_the_rest(repo):
     assert repo.load("talk").state["messages"] == saved[KEYFRAME_EVERY + 2][0]
 
 
+def test_after_deleting_the_newest_packed_records_the_session_saves_those_seqs_again(repo):
+    # (What the LangGraph saver does when a run is deleted.) The floor comes down with the head, else it
+    # would refuse the next saves as records "a pack already holds".
+    saved = chat(repo, "talk", 2 * KEYFRAME_EVERY + 3)
+    chain = Chain(repo.store, "talk")
+    assert chain._read_floor() == 2 * KEYFRAME_EVERY
+    chain.delete_records(range(KEYFRAME_EVERY + 5, 2 * KEYFRAME_EVERY + 4))
+    assert chain.head_seq() == KEYFRAME_EVERY + 4 and chain._read_floor() == KEYFRAME_EVERY + 4
+    with repo.session("talk", schema=dict) as s:
+        assert s.state["messages"] == saved[KEYFRAME_EVERY + 4][0]
+        s.state["messages"].append("again")
+        assert s.save().seq == KEYFRAME_EVERY + 5
+    assert repo.load("talk").state["messages"][-1] == "again"
+    assert repo.load("talk", 3).state["messages"] == saved[3][0]
+    assert repo.fsck().ok
+
+
 def test_retention_drops_whole_packs(repo):
     saved = chat(repo, "talk", 3 * KEYFRAME_EVERY + 1)
     report = repo.gc(keep_last=10)

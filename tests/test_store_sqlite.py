@@ -69,6 +69,29 @@ def test_row_holds_exactly_the_bytes(store: SQLiteStore) -> None:
     assert open_store(store.url).get("sessions/s1/0") == data
 
 
+def test_new_files_use_a_rowid_table_and_older_without_rowid_files_keep_working(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "new.db")
+    store.put("a", b"1")
+    with raw(store) as conn:
+        ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'kv'").fetchone()[0]
+    assert "WITHOUT ROWID" not in ddl
+    store.close()
+    # A file written by the first layout: the same columns in a WITHOUT ROWID table.
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+        conn.execute("INSERT INTO meta VALUES ('format', '1')")
+        conn.execute("INSERT INTO kv VALUES ('l/1', X'6c65617365'), ('f/1', '3'), ('s/1/1', X'6f6c64')")
+    conn.close()
+    old = SQLiteStore(tmp_path / "old.db")
+    assert old.get("s/1/1") == b"old" and old.last("s/1/") == "s/1/1"
+    assert old.commit([("o/1", b"obj")], "s/1/4", b"four", fence=("l/1", b"lease"), floor=("f/1", 4)) is True
+    assert old.commit([], "s/1/2", b"two", fence=("l/1", b"lease"), floor=("f/1", 2)) is False
+    assert old.list() == ["f/1", "l/1", "o/1", "s/1/1", "s/1/4"]
+    old.close()
+
+
 def test_reading_a_missing_database_creates_nothing(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/nowhere/store.db")
     assert store.get("a") is None and store.exists("a") is False

@@ -14,6 +14,13 @@ Backends may add faster paths behind the same contract (`commit` in one transact
 A commit may carry a *fence*, `(key, value)`: it lands only while `key` still holds exactly `value` (a
 worker's lease record), else it raises FenceMismatch and writes nothing. The stores check it atomically with
 the commit (a transaction, a script, a lock); the generic `commit` below only reads it just before.
+
+A commit may also carry a *floor*, `(key, seq)`: it is refused (False, as if the commit key existed) when the
+decimal number stored under `key` is at least `seq`. A session's history keeps there the highest seq whose
+record was moved into a pack, so a writer far behind cannot re-create a record a pack has taken over. Stores
+with transactions or scripts check it with the commit; the generic `commit` checks it right after creating the
+key and takes the key back, which is as safe: the floor rises before the records it covers are discarded, so
+a create that only succeeded because a packed record was discarded sees the risen floor.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Final, Protocol
 
-from ..errors import FenceMismatch, InvalidKey
+from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 
 # Sentinel for "no compare-and-set": plain overwrite.
 ANY: Final = object()
 
 #: (key, value): a commit lands only while `key` holds exactly `value`.
 Fence = tuple[str, bytes]
+#: (key, seq): a commit is refused when the number stored under `key` is at least `seq`.
+Floor = tuple[str, int]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,199}")
 
@@ -52,6 +61,15 @@ def check_bytes(data: object, key: str) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"value for store key {key!r} must be bytes, got {type(data).__name__}")
     return bytes(data)
+
+
+def floor_value(data: bytes | None, key: str) -> int:
+    """The number a floor key holds (0 when absent); CorruptCheckpoint when it holds anything else."""
+    if data is None:
+        return 0
+    if not data.isdigit():  # bytes: ASCII digits only
+        raise CorruptCheckpoint(key, f"floor {data[:40]!r} is not a number")
+    return int(data)
 
 
 def prefix_end(prefix: str) -> str:
@@ -153,12 +171,14 @@ class Store(ABC):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Write immutable `objects` (if absent), then atomically create `key`; hints only if that won.
 
-        Returns False when `key` already existed; objects written before that are harmless orphans that
-        garbage collection removes. With `fence`, raises FenceMismatch (writing nothing) unless the fence
-        key holds the fence value. Backends with transactions override this to do it all at once.
+        Returns False when `key` already existed, or when `floor` has reached its seq; objects written before
+        that are harmless orphans that garbage collection removes. With `fence`, raises FenceMismatch (writing
+        nothing) unless the fence key holds the fence value. Backends with transactions override this to do it
+        all at once.
         """
         objects, hints = list(objects), list(hints)
         for checked in [key, *(k for k, _ in objects), *(k for k, _ in hints)]:
@@ -166,10 +186,17 @@ class Store(ABC):
         self.check_fence(fence)
         for object_key, object_data in objects:
             self.put_if_absent(object_key, object_data)
-        if not self.put_if_absent(key, data):
+        if not self.put_if_absent(key, data) or self.undo_below_floor(key, floor):
             return False
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)
+        return True
+
+    def undo_below_floor(self, key: str, floor: Floor | None) -> bool:
+        """After creating `key`: when the floor has reached its seq, discard `key` again and return True."""
+        if floor is None or floor_value(self.get(floor[0]), floor[0]) < floor[1]:
+            return False
+        self.discard([key])
         return True
 
     def check_fence(self, fence: Fence | None) -> None:

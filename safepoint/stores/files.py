@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import FenceMismatch, StorageError
-from .base import _SEGMENT, ANY, Fence, Store, check_bytes, check_key
+from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_key
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -155,6 +155,7 @@ class FileStore(Store):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Like `Store.commit`; many objects are written without a fsync each, then made durable at once.
 
@@ -177,7 +178,7 @@ class FileStore(Store):
                 for object_key, object_data in objects:
                     self._place(object_key, object_data)
                 _syncfs(self.root)
-        if not self._put_if_absent(key, check_bytes(data, key), fence):
+        if not self._put_if_absent(key, check_bytes(data, key), fence) or self.undo_below_floor(key, floor):
             return False
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)

@@ -50,7 +50,7 @@ from fsspec.asyn import sync
 
 from ..errors import SafepointError, StorageError
 from . import UnknownStoreURL
-from .base import _SEGMENT, ANY, Fence, Store, check_bytes, check_key
+from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_key, floor_value
 
 #: Idempotent requests are tried this many times on throttling, 5xx answers and broken connections.
 ATTEMPTS = 5
@@ -168,6 +168,7 @@ class ObjectStore(Store):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Upload the objects concurrently, then create `key` (the commit point), then write the hints."""
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
@@ -176,7 +177,7 @@ class ObjectStore(Store):
         self._check_writable()
         self.check_fence(fence)  # a read: S3 has no conditional write across two keys
         with self._translate("commit", key):
-            return self._run(self._commit(objects, key, data, hints))
+            return self._run(self._commit(objects, key, data, hints, floor and (check_key(floor[0]), floor[1])))
 
     def sweep(self) -> int:
         """Remove probe objects of writers that died mid-probe (older than an hour); return how many."""
@@ -244,7 +245,12 @@ class ObjectStore(Store):
         raise StorageError(f"compare-and-set of {key!r} kept losing to other writers; retry later")
 
     async def _commit(
-        self, objects: list[tuple[str, bytes]], key: str, data: bytes, hints: list[tuple[str, bytes]]
+        self,
+        objects: list[tuple[str, bytes]],
+        key: str,
+        data: bytes,
+        hints: list[tuple[str, bytes]],
+        floor: Floor | None,
     ) -> bool:
         limit = asyncio.Semaphore(UPLOADS)
 
@@ -255,6 +261,11 @@ class ObjectStore(Store):
         await asyncio.gather(*(upload(self._create, item) for item in objects))  # immutable: 412 is fine
         if not await self._create(key, data):
             return False
+        if floor is not None:  # after the create, as in `Store.undo_below_floor`
+            current = await self._read(floor[0])
+            if floor_value(current and current[0], floor[0]) >= floor[1]:
+                await self._request("delete_object", Key=self._root + key)
+                return False
         await asyncio.gather(*(upload(self._plain_put, item) for item in hints))
         return True
 

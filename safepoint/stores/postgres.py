@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import FenceMismatch, SafepointWarning, SchemaTooNew, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
+from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, floor_value, prefix_end
 
 DEFAULT_SCHEMA = "safepoint"
 #: Connections per store handle; more threads than this wait for one (up to POOL_TIMEOUT_SECONDS).
@@ -174,6 +174,7 @@ class PostgresStore(Store):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Create `key` with its objects and hints in one transaction; when `key` exists, write nothing.
 
@@ -188,12 +189,14 @@ class PostgresStore(Store):
         hints = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in hints).items())
         if fence is not None:
             fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
-        batch = _Commit(objects, key, data, hints, fence)
+        batch = _Commit(objects, key, data, hints, fence, floor and (check_key(floor[0]), floor[1]))
         names = {key, *(k for k, _ in objects), *(k for k, _ in hints)}
         with self._translate("commit", key):
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
-                    if not objects and not hints:
+                    if floor is not None:
+                        won, fenced = self._commit_transaction(batch)  # sessions here do not pack: rare
+                    elif not objects and not hints:
                         won, fenced = self._commit_alone(batch)  # most saves: a delta, or a small keyframe
                     elif len(names) == 1 + len(objects) + len(hints):
                         won, fenced = self._commit_statement(batch)
@@ -264,6 +267,12 @@ class PostgresStore(Store):
                 cur.execute(self._query("SELECT FROM {} WHERE key = %s AND value = %s FOR SHARE"), batch.fence)
                 fenced = cur.rowcount == 1
                 if not fenced:
+                    raise psycopg.Rollback(tx)
+            if batch.floor is not None:
+                # FOR SHARE: a floor being raised now is waited for, and seen.
+                cur.execute(self._query("SELECT value FROM {} WHERE key = %s FOR SHARE"), (batch.floor[0],))
+                row = cur.fetchone()
+                if floor_value(row and row[0], batch.floor[0]) >= batch.floor[1]:
                     raise psycopg.Rollback(tx)
             # The commit key first: a racing writer of the same key waits here for our outcome.
             cur.execute(insert.format(self._table), (batch.key, batch.data))
@@ -410,13 +419,15 @@ class PostgresStore(Store):
 
 @dataclass(frozen=True)
 class _Commit:
-    """One checkpoint's writes, keys checked: the objects and hints sorted, the fence (key, value) or None."""
+    """One checkpoint's writes, keys checked: the objects and hints sorted, the fence (key, value) or None, the
+    floor (key, seq) or None."""
 
     objects: list[tuple[str, bytes]]
     key: str
     data: bytes
     hints: list[tuple[str, bytes]]
     fence: Fence | None
+    floor: Floor | None = None
 
 
 class NotifyListener:

@@ -39,9 +39,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import FenceMismatch, SafepointError, SafepointWarning, StorageError
+from ..errors import CorruptCheckpoint, FenceMismatch, SafepointError, SafepointWarning, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
+from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, prefix_end
 
 DEFAULT_PREFIX = "safepoint"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -86,28 +86,40 @@ end
 return 0
 """
 
-# KEYS: index, commit value key, fence value key (the commit key again when there is no fence), object value
-# keys..., hint value keys... ARGV: object count, commit member, commit data, fence flag ("1": fenced), fence
-# value, then (member, data) per object, then per hint. Returns -1 when the fence key does not hold the value.
+# KEYS: index, commit value key, fence value key, floor value key (either is the commit key again when the
+# commit has none), object value keys..., hint value keys... ARGV: object count, commit member, commit data,
+# fence flag ("1": fenced), fence value, floor seq ("": none), then (member, data) per object, then per hint.
+# Returns -1 when the fence key does not hold the value, -2 when the floor key holds something not a number.
 # Objects, then the commit key, then hints: should a script fail halfway (out of memory: Redis does not roll
 # scripts back), what it leaves is what a crash of the generic commit leaves, orphan objects at most.
 _COMMIT = """
 if ARGV[4] == '1' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
   return -1
 end
+if ARGV[6] ~= '' then
+  local mark = redis.call('GET', KEYS[4])
+  if mark then
+    if not string.match(mark, '^%d+$') then
+      return -2
+    end
+    if tonumber(mark) >= tonumber(ARGV[6]) then
+      return 0
+    end
+  end
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local objects = tonumber(ARGV[1])
-for i = 4, 3 + objects do
-  local at = 6 + (i - 4) * 2
+for i = 5, 4 + objects do
+  local at = 7 + (i - 5) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1], 'NX')
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[1], 0, ARGV[2])
-for i = 4 + objects, #KEYS do
-  local at = 6 + (i - 4) * 2
+for i = 5 + objects, #KEYS do
+  local at = 7 + (i - 5) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1])
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
@@ -199,6 +211,7 @@ class RedisStore(Store):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Create `key` with its objects and hints in one script; when `key` exists, write nothing.
 
@@ -208,15 +221,18 @@ class RedisStore(Store):
         key, data = check_key(key), check_bytes(data, key)
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         fence_key, fence_value = (check_key(fence[0]), check_bytes(fence[1], fence[0])) if fence else (key, b"")
-        keys = [self._index, self._value_key(key), self._value_key(fence_key)]
+        floor_key, floor_seq = (check_key(floor[0]), str(int(floor[1]))) if floor else (key, "")
+        keys = [self._index, self._value_key(key), self._value_key(fence_key), self._value_key(floor_key)]
         keys += [self._value_key(k) for k, _ in objects + hints]
-        args: list[bytes | str | int] = [len(objects), key, data, "1" if fence else "0", fence_value]
+        args: list[bytes | str | int] = [len(objects), key, data, "1" if fence else "0", fence_value, floor_seq]
         for member, value in objects + hints:
             args += [member, value]
         with self._translate("commit", key):
             outcome = self._scripts["commit"](keys=keys, args=args)
         if outcome == -1:
             raise FenceMismatch(fence_key)
+        if outcome == -2:
+            raise CorruptCheckpoint(floor_key, "floor is not a number")
         return outcome == 1
 
     def close(self) -> None:

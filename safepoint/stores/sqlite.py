@@ -16,19 +16,24 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import FenceMismatch, SchemaTooNew, StorageError
-from .base import ANY, Fence, Store, check_bytes, check_key, check_prefix, prefix_end
+from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, floor_value, prefix_end
 
 #: Version of the table layout below; a store written by a newer layout refuses to open.
 FORMAT_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 60.0
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    # A rowid table: values are often tens of KiB, and SQLite writes such rows faster to a rowid table's
+    # overflow pages than into a WITHOUT ROWID b-tree (~20% per 64 KiB insert here). Files made before keep
+    # their WITHOUT ROWID table; every statement below works on both.
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 
-# Creates the commit key only while the fence key holds the fence value.
-_FENCED_INSERT = "INSERT OR IGNORE INTO kv SELECT ?, ? WHERE EXISTS (SELECT 1 FROM kv WHERE key = ? AND value = ?)"
+# What a commit checks before it writes: the fence key's value and the floor key's value. Read inside the
+# commit's transaction, not folded into the INSERT: `INSERT ... SELECT` from the same table copies the row
+# through a temporary table first (~10% of a 64 KiB commit).
+_GUARDS = "SELECT (SELECT value FROM kv WHERE key = ?), (SELECT value FROM kv WHERE key = ?)"
 
 # Keyed by the primary result code (`SQLITE_IOERR_WRITE` -> `SQLITE_IOERR`).
 _ADVICE = {
@@ -136,26 +141,30 @@ class SQLiteStore(Store):
         data: bytes,
         hints: Iterable[tuple[str, bytes]] = (),
         fence: Fence | None = None,
+        floor: Floor | None = None,
     ) -> bool:
         """Create `key`, its objects and hints in one transaction; when `key` exists, write nothing.
 
-        The fence is read inside the transaction, which holds the write lock: a lease cannot change under it.
+        The fence and the floor are read inside the transaction, which holds the write lock: neither can
+        change before the commit ends.
         """
         objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
         key, data = check_key(key), check_bytes(data, key)
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
+        fence_key = check_key(fence[0]) if fence is not None else ""
+        floor_key = check_key(floor[0]) if floor is not None else ""
         with self._translate("commit", key):
             conn = self._connection(writing=True)
             with self._transaction(conn):
-                # The commit key first, in one statement with the fence check: no objects before we know.
-                if fence is None:
-                    won = conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount == 1
-                else:
-                    won = conn.execute(_FENCED_INSERT, (key, data, check_key(fence[0]), fence[1])).rowcount == 1
-                if not won:  # rolled back: nothing written
-                    if fence is not None and self._get(fence[0]) != fence[1]:
-                        raise FenceMismatch(fence[0])
-                    return False
+                if fence is not None or floor is not None:
+                    # Both in one statement (a missing or empty key reads as NULL), before anything is written.
+                    lease, mark = conn.execute(_GUARDS, (fence_key, floor_key)).fetchone()
+                    if fence is not None and lease != fence[1]:
+                        raise FenceMismatch(fence_key)
+                    if floor is not None and floor_value(mark, floor_key) >= floor[1]:
+                        return False
+                if conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount != 1:
+                    return False  # rolled back: nothing written
                 conn.executemany("INSERT OR IGNORE INTO kv VALUES (?, ?)", objects)
                 conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", hints)
                 conn.execute("COMMIT")

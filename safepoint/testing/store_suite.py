@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from ..errors import FenceMismatch, InvalidKey
+from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 from ..stores.base import Store
 from ..stores.memory import MemoryStore
 
@@ -306,6 +306,37 @@ class StoreTests:
         store.put_if_absent("s/1/0", b"first")
         with pytest.raises(FenceMismatch):
             store.commit([], "s/1/0", b"second", fence=("l/1", b"lease v1"))
+
+    @pytest.mark.parametrize("mark", [None, b"000000000005", b"5"], ids=["absent", "padded", "plain"])
+    def test_commit_above_the_floor_lands(self, store: Store, mark: bytes | None) -> None:
+        if mark is not None:
+            store.put("f/1", mark)
+        assert store.commit([("o/aa", b"chunk a")], "s/1/6", b"six", [("s/1/head", b"6")], floor=("f/1", 6)) is True
+        assert store.get("s/1/6") == b"six" and store.get("s/1/head") == b"6" and store.get("o/aa") == b"chunk a"
+        assert store.get("f/1") == mark  # the floor is read, never written
+
+    @pytest.mark.parametrize("mark", [b"000000000006", b"9"], ids=["equal", "above"])
+    def test_commit_at_or_below_the_floor_is_refused(self, store: Store, mark: bytes) -> None:
+        # The key was taken once and moved elsewhere (a pack): re-creating it would fork the history.
+        store.put("f/1", mark)
+        assert store.commit([("o/aa", b"chunk a")], "s/1/6", b"late", [("s/1/head", b"6")], floor=("f/1", 6)) is False
+        assert store.get("s/1/6") is None and store.get("s/1/head") is None
+        assert store.get("f/1") == mark
+
+    def test_a_floor_that_is_not_a_number_is_corruption(self, store: Store) -> None:
+        store.put("f/1", b"six")
+        with pytest.raises(CorruptCheckpoint, match="f/1"):
+            store.commit([], "s/1/6", b"six", floor=("f/1", 6))
+        assert store.get("f/1") == b"six"
+
+    def test_fence_and_floor_together(self, store: Store) -> None:
+        store.put("l/1", b"lease v1")
+        store.put("f/1", b"3")
+        assert store.commit([], "s/1/4", b"four", fence=("l/1", b"lease v1"), floor=("f/1", 4)) is True
+        assert store.commit([], "s/1/3", b"three", fence=("l/1", b"lease v1"), floor=("f/1", 3)) is False
+        with pytest.raises(FenceMismatch):
+            store.commit([], "s/1/5", b"five", fence=("l/1", b"lease v2"), floor=("f/1", 5))
+        assert [key for key in store.list("s/")] == ["s/1/4"]
 
     # --- several handles, threads and processes -------------------------------------------------
     def test_second_handle_sees_writes(self, store: Store, store_factory: Callable[[], Store]) -> None:
