@@ -40,11 +40,16 @@ Fence = tuple[str, bytes]
 #: (key, seq): a commit is refused when the number stored under `key` is at least `seq`.
 Floor = tuple[str, int]
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,199}")
+_SEGMENT_PATTERN = r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-]{0,199}"
+_SEGMENT = re.compile(_SEGMENT_PATTERN)
+# The whole key in one match: every commit checks several keys, and this is ~3x faster than segment by segment.
+_KEY = re.compile(f"{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*")
 
 
 def check_key(key: str) -> str:
     """Raise InvalidKey unless `key` is `/`-separated segments of [A-Za-z0-9._~-], none starting with a dot."""
+    if isinstance(key, str) and _KEY.fullmatch(key):
+        return key
     if not isinstance(key, str) or not key:
         raise InvalidKey(f"store key {key!r} is empty or not a string; keys are built by safepoint, not users")
     for part in key.split("/"):

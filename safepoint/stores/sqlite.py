@@ -165,8 +165,10 @@ class SQLiteStore(Store):
                         return False
                 if conn.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, data)).rowcount != 1:
                     return False  # rolled back: nothing written
-                conn.executemany("INSERT OR IGNORE INTO kv VALUES (?, ?)", objects)
-                conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", hints)
+                if objects:
+                    conn.executemany("INSERT OR IGNORE INTO kv VALUES (?, ?)", objects)
+                if hints:
+                    conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", hints)
                 conn.execute("COMMIT")
             return True
 
