@@ -13,7 +13,7 @@ import pytest
 from crash_torture import torture
 from services import fresh_name, redis_url, require_module, with_query
 
-from safepoint.errors import SafepointWarning, StorageError
+from safepoint.errors import FenceMismatch, SafepointWarning, StorageError
 from safepoint.stores import UnknownStoreURL, open_store
 from safepoint.stores.base import Store
 from safepoint.testing import StoreTests
@@ -129,9 +129,53 @@ def test_commit_is_one_script_call(store: RedisStore) -> None:
     assert len(store.list()) == 32
 
 
+def _staging_keys(client: redis.Redis, store: RedisStore) -> list[bytes]:
+    return list(client.scan_iter(match="{" + store.prefix + "}:stage:*"))
+
+
+def test_a_large_commit_is_staged_and_renamed_into_place(store: RedisStore) -> None:
+    big = bytes(range(256)) * (redis_store.STAGE_MIN // 256 + 1)
+    store.put("leases/s", b"lease")
+    with raw_client() as client:
+        before, renames = _evalsha_calls(client), _calls(client, "rename")
+        assert store.commit([("objects/ab", b"obj")], "commits/s/1", big, fence=("leases/s", b"lease")) is True
+        assert _evalsha_calls(client) - before == 1  # still one script: the check and the rename are atomic
+        assert _calls(client, "rename") - renames == 1
+        assert client.get(value_key(store, "commits/s/1")) == big
+        assert client.ttl(value_key(store, "commits/s/1")) == -1  # the staging key's expiry is gone
+        assert _staging_keys(client, store) == []
+    assert store.list() == ["commits/s/1", "leases/s", "objects/ab"]
+
+
+def test_a_refused_large_commit_leaves_no_staging_key(store: RedisStore) -> None:
+    big = b"x" * redis_store.STAGE_MIN
+    store.put("leases/s", b"lease")
+    store.put("packed/s", b"000000000004")
+    assert store.commit([], "commits/s/3", big, fence=("leases/s", b"lease"), floor=("packed/s", 3)) is False
+    store.put_if_absent("commits/s/5", b"first")
+    assert store.commit([], "commits/s/5", big, fence=("leases/s", b"lease")) is False
+    with pytest.raises(FenceMismatch):
+        store.commit([], "commits/s/6", big, fence=("leases/s", b"another lease"))
+    with raw_client() as client:
+        assert _staging_keys(client, store) == []
+        assert client.get(value_key(store, "commits/s/5")) == b"first"
+    assert store.list() == ["commits/s/5", "leases/s", "packed/s"]
+
+
+def test_a_staged_commit_survives_a_flushed_script_cache(store: RedisStore) -> None:
+    with raw_client() as client:
+        client.script_flush()
+    assert store.commit([], "commits/s/1", b"y" * redis_store.STAGE_MIN) is True
+    assert store.get("commits/s/1") == b"y" * redis_store.STAGE_MIN
+
+
 def _evalsha_calls(client: redis.Redis) -> int:
+    return _calls(client, "evalsha")
+
+
+def _calls(client: redis.Redis, command: str) -> int:
     stats = client.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def test_prefixes_are_isolated(store: RedisStore) -> None:

@@ -30,6 +30,7 @@ The error is a StorageError, and the session finds its commit on the next save.
 from __future__ import annotations
 
 import re
+import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from ..errors import CorruptCheckpoint, FenceMismatch, SafepointError, SafepointWarning, StorageError
@@ -48,6 +50,11 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: Long enough to move a large first checkpoint over a slow link.
 SOCKET_TIMEOUT_SECONDS = 60.0
 HEALTH_CHECK_SECONDS = 30
+#: Commit data of at least this size travels by a plain SET to a staging key that the commit script renames:
+#: Redis copies a script's arguments into Lua strings, which costs ~2 us per KiB (128 us for 64 KiB) on the
+#: server, against ~0.02 us per KiB for a SET.
+STAGE_MIN = 8 * 1024
+STAGE_TTL_MS = 60_000
 
 _PREFIX_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
@@ -86,40 +93,53 @@ end
 return 0
 """
 
-# KEYS: index, commit value key, fence value key, floor value key (either is the commit key again when the
-# commit has none), object value keys..., hint value keys... ARGV: object count, commit member, commit data,
-# fence flag ("1": fenced), fence value, floor seq ("": none), then (member, data) per object, then per hint.
+# KEYS: index, commit value key, fence value key, floor value key, staging key (each of the last three is the
+# commit key again when the commit has none), object value keys..., hint value keys... ARGV: object count,
+# commit member, commit data ("" when staged), fence flag ("1": fenced), fence value, floor seq ("": none),
+# staged flag ("1": the data waits under the staging key), then (member, data) per object, then per hint.
 # Returns -1 when the fence key does not hold the value, -2 when the floor key holds something not a number.
 # Objects, then the commit key, then hints: should a script fail halfway (out of memory: Redis does not roll
 # scripts back), what it leaves is what a crash of the generic commit leaves, orphan objects at most.
 _COMMIT = """
+local staged = ARGV[7] == '1'
+local function refuse(outcome)
+  if staged then
+    redis.call('DEL', KEYS[5])
+  end
+  return outcome
+end
 if ARGV[4] == '1' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
-  return -1
+  return refuse(-1)
 end
 if ARGV[6] ~= '' then
   local mark = redis.call('GET', KEYS[4])
   if mark then
     if not string.match(mark, '^%d+$') then
-      return -2
+      return refuse(-2)
     end
     if tonumber(mark) >= tonumber(ARGV[6]) then
-      return 0
+      return refuse(0)
     end
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
+  return refuse(0)
 end
 local objects = tonumber(ARGV[1])
-for i = 5, 4 + objects do
-  local at = 7 + (i - 5) * 2
+for i = 6, 5 + objects do
+  local at = 8 + (i - 6) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1], 'NX')
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
-redis.call('SET', KEYS[2], ARGV[3])
+if staged then
+  redis.call('RENAME', KEYS[5], KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[3])
+end
 redis.call('ZADD', KEYS[1], 0, ARGV[2])
-for i = 5 + objects, #KEYS do
-  local at = 7 + (i - 5) * 2
+for i = 6 + objects, #KEYS do
+  local at = 8 + (i - 6) * 2
   redis.call('SET', KEYS[i], ARGV[at + 1])
   redis.call('ZADD', KEYS[1], 0, ARGV[at])
 end
@@ -133,6 +153,9 @@ class RedisStore(Store):
     durable = True
     cheap_create = True
     head_hints = False  # `last` is an index lookup
+    # Records are sent uncompressed (zstd would cost more than the round trip) and each finished keyframe
+    # cycle is packed into one compressed value: memory is what a Redis store is paid in.
+    pack_records = True
     #: What the server keeps on disk: "aof", "snapshots", "none", or "unknown" when CONFIG is forbidden.
     persistence = "unknown"
 
@@ -222,18 +245,35 @@ class RedisStore(Store):
         hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
         fence_key, fence_value = (check_key(fence[0]), check_bytes(fence[1], fence[0])) if fence else (key, b"")
         floor_key, floor_seq = (check_key(floor[0]), str(int(floor[1]))) if floor else (key, "")
-        keys = [self._index, self._value_key(key), self._value_key(fence_key), self._value_key(floor_key)]
+        staged = len(data) >= STAGE_MIN
+        stage_key = f"{self._namespace}:stage:{secrets.token_hex(8)}" if staged else self._value_key(key)
+        keys = [self._index, self._value_key(key), self._value_key(fence_key), self._value_key(floor_key), stage_key]
         keys += [self._value_key(k) for k, _ in objects + hints]
-        args: list[bytes | str | int] = [len(objects), key, data, "1" if fence else "0", fence_value, floor_seq]
+        args: list[bytes | str | int] = [len(objects), key, b"" if staged else data, "1" if fence else "0"]
+        args += [fence_value, floor_seq, "1" if staged else "0"]
         for member, value in objects + hints:
             args += [member, value]
         with self._translate("commit", key):
-            outcome = self._scripts["commit"](keys=keys, args=args)
+            if staged:
+                outcome = self._staged_commit(stage_key, data, keys, args)
+            else:
+                outcome = self._scripts["commit"](keys=keys, args=args)
         if outcome == -1:
             raise FenceMismatch(fence_key)
         if outcome == -2:
             raise CorruptCheckpoint(floor_key, "floor is not a number")
         return outcome == 1
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Delete the keys and their index entries in one MULTI/EXEC (one round trip, all or none)."""
+        members = [check_key(key) for key in keys]
+        if not members:
+            return
+        with self._translate("discard", members[0]):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(*(self._value_key(key) for key in members))
+            pipe.zrem(self._index, *members)
+            pipe.execute()
 
     def close(self) -> None:
         """Disconnect the connection pool; it reconnects on next use."""
@@ -242,6 +282,21 @@ class RedisStore(Store):
     # --- helpers --------------------------------------------------------------------------------
     def _value_key(self, key: str) -> str:
         return f"{self._namespace}:v:{key}"
+
+    def _staged_commit(self, stage_key: str, data: bytes, keys: list[str], args: list) -> int:
+        """SET the data under a staging key and run the commit script in one round trip (a pipeline)."""
+        script = self._scripts["commit"]
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(stage_key, data, px=STAGE_TTL_MS)  # expires if the script never runs (a dropped connection)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            _, outcome = pipe.execute(raise_on_error=False)
+            if not isinstance(outcome, NoScriptError):
+                break
+            self._client.script_load(script.script)  # the server's script cache was flushed: load, go again
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _run(self, operation: str, key: str, script: str, args: list) -> bool:
         with self._translate(operation, key):
