@@ -15,11 +15,11 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.fail: str | None = None
 
-    def commit(self, objects, key, data, hints=(), fence=None):
+    def commit(self, objects, key, data, hints=(), fence=None, floor=None):
         mode, self.fail = self.fail, None
         if mode == "before":
             raise sp.StorageError(f"injected failure before writing {key}")
-        won = super().commit(objects, key, data, hints, fence)
+        won = super().commit(objects, key, data, hints, fence, floor)
         if mode == "after":
             raise sp.StorageError(f"injected failure after writing {key}")
         return won

@@ -11,8 +11,10 @@ atomically, so the index never disagrees with the values:
 - `put_if_absent` is `SET ... NX` plus ZADD: of any number of racing writers exactly one gets OK.
   It is the checkpoint commit point.
 - compare-and-set reads, compares and writes inside one script.
-- `commit` checks the fence (a lease) and that the commit key is absent, then writes the objects, the commit key
-  and the hints.
+- `commit` checks the fence (a lease), the floor and that the commit key is absent, then writes the objects,
+  the commit key and the hints. Commit data of STAGE_MIN bytes or more is sent ahead by a plain SET to a
+  staging key (with an expiry), in the same round trip, and the script renames it into place or deletes it:
+  the one value that is not written by the script, and never visible under a store key until the script ran.
 
 Durability is the server's, and safepoint says which it gets: on open it reads `CONFIG GET save` and
 `appendonly`. With an append-only file (`appendonly yes`) a checkpoint survives a Redis restart (with
