@@ -223,7 +223,7 @@ class PostgresStore(Store):
                 "(SELECT FROM {t} WHERE key = %s AND value = %s FOR SHARE) ON CONFLICT (key) DO NOTHING"
             )
             params = (batch.key, batch.data, *batch.fence)
-        with self._pool.connection() as conn:
+        with _Borrowed(self._pool) as conn:
             if conn.execute(query, params).rowcount == 1:
                 return True, True
         return False, batch.fence is None or self._get(batch.fence[0]) == batch.fence[1]
@@ -251,7 +251,7 @@ class PostgresStore(Store):
             [k for k, _ in hints],
             [v for _, v in hints],
         )
-        with self._pool.connection() as conn:
+        with _Borrowed(self._pool) as conn:
             won, fenced = conn.execute(query, params).fetchone()
             return won, fenced
 
@@ -262,7 +262,7 @@ class PostgresStore(Store):
             "INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         fenced = True
-        with self._pool.connection() as conn, conn.transaction() as tx, conn.cursor() as cur:
+        with _Borrowed(self._pool) as conn, conn.transaction() as tx, conn.cursor() as cur:
             if batch.fence is not None:
                 cur.execute(self._query("SELECT FROM {} WHERE key = %s AND value = %s FOR SHARE"), batch.fence)
                 fenced = cur.rowcount == 1
@@ -291,7 +291,7 @@ class PostgresStore(Store):
         name = self._channel(channel)
         if len(payload.encode()) > MAX_PAYLOAD:
             raise ValueError(f"notify payload for channel {channel!r} is over {MAX_PAYLOAD} bytes; send a key instead")
-        with self._translate(f"notify channel {name!r} of", None, writing=False), self._pool.connection() as conn:
+        with self._translate(f"notify channel {name!r} of", None, writing=False), _Borrowed(self._pool) as conn:
             conn.execute("SELECT pg_notify(%s, %s)", (name, payload))
 
     def listen(self, channel: str) -> NotifyListener:
@@ -390,15 +390,15 @@ class PostgresStore(Store):
         return rendered
 
     def _one(self, operation: str, key: str, query: str, params: tuple) -> tuple | None:
-        with self._translate(operation, key, writing=False), self._pool.connection() as conn:
+        with self._translate(operation, key, writing=False), _Borrowed(self._pool) as conn:
             return conn.execute(self._query(query), params).fetchone()
 
     def _all(self, operation: str, key: str, query: str, params: tuple) -> list[tuple]:
-        with self._translate(operation, key, writing=False), self._pool.connection() as conn:
+        with self._translate(operation, key, writing=False), _Borrowed(self._pool) as conn:
             return conn.execute(self._query(query), params).fetchall()
 
     def _count(self, operation: str, key: str, query: str, params: tuple) -> int:
-        with self._translate(operation, key), self._pool.connection() as conn:
+        with self._translate(operation, key), _Borrowed(self._pool) as conn:
             return conn.execute(self._query(query), params).rowcount
 
     @contextmanager
@@ -415,6 +415,23 @@ class PostgresStore(Store):
                 advice += "; the previous checkpoint is untouched"
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"cannot {operation} {target}: {detail}; {advice}") from exc
+
+
+class _Borrowed:
+    """A pooled connection for the length of a `with` block, handed back as it is: the connections run in
+    autocommit, so psycopg's own `with pool.connection()` (which also ends a transaction) only adds work."""
+
+    __slots__ = ("pool", "conn")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def __enter__(self) -> psycopg.Connection:
+        self.conn = self.pool.getconn()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.putconn(self.conn)  # a broken or mid-transaction connection is rolled back or replaced there
 
 
 @dataclass(frozen=True)
