@@ -268,16 +268,18 @@ class PostgresStore(Store):
                 fenced = cur.rowcount == 1
                 if not fenced:
                     raise psycopg.Rollback(tx)
-            if batch.floor is not None:
-                # FOR SHARE: a floor being raised now is waited for, and seen.
-                cur.execute(self._query("SELECT value FROM {} WHERE key = %s FOR SHARE"), (batch.floor[0],))
-                row = cur.fetchone()
-                if floor_value(row and row[0], batch.floor[0]) >= batch.floor[1]:
-                    raise psycopg.Rollback(tx)
             # The commit key first: a racing writer of the same key waits here for our outcome.
             cur.execute(insert.format(self._table), (batch.key, batch.data))
             if cur.rowcount != 1:
                 raise psycopg.Rollback(tx)  # leaves the block; the transaction wrote nothing
+            if batch.floor is not None:
+                # After the insert, in a statement of its own (a snapshot of its own): as in
+                # `Store.undo_below_floor`, an insert that only succeeded because a packed record was discarded
+                # sees the floor that was raised before.
+                cur.execute(self._query("SELECT value FROM {} WHERE key = %s"), (batch.floor[0],))
+                row = cur.fetchone()
+                if floor_value(row and row[0], batch.floor[0]) >= batch.floor[1]:
+                    raise psycopg.Rollback(tx)
             if batch.objects:
                 cur.executemany(insert.format(self._table), batch.objects)
             if batch.hints:

@@ -292,7 +292,9 @@ class RedisStore(Store):
             pipe = self._client.pipeline(transaction=False)
             pipe.set(stage_key, data, px=STAGE_TTL_MS)  # expires if the script never runs (a dropped connection)
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            _, outcome = pipe.execute(raise_on_error=False)
+            staged, outcome = pipe.execute(raise_on_error=False)
+            if isinstance(staged, Exception):
+                raise staged  # (out of memory, say) the script then found no staging key: this is the cause
             if not isinstance(outcome, NoScriptError):
                 break
             self._client.script_load(script.script)  # the server's script cache was flushed: load, go again
