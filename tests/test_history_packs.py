@@ -1,4 +1,4 @@
-"""Packed history: on the directory and SQLite stores, finished keyframe cycles live in one compressed pack."""
+"""Packed history: on the directory, SQLite and Redis stores, finished keyframe cycles live in one compressed pack."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import warnings
 
 import pytest
+from services import fresh_name, redis_url, with_query
 
 import safepoint as sp
 from safepoint import history
@@ -15,15 +16,29 @@ from safepoint.stores.files import FileStore
 from safepoint.stores.memory import MemoryStore
 
 
-@pytest.fixture(params=["file", "sqlite", "memory"])
+@pytest.fixture(params=["file", "sqlite", "redis", "memory"])
 def repo(request, tmp_path):
     if request.param == "file":
         return sp.open(tmp_path / "store")
     if request.param == "sqlite":
         return sp.open(f"sqlite:///{tmp_path / 'store.db'}")
+    if request.param == "redis":
+        prefix = fresh_name("packs")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SafepointWarning)  # the test server keeps nothing on disk
+            opened = sp.open(with_query(redis_url(), prefix=prefix))
+        request.addfinalizer(lambda: _drop_redis_prefix(opened, prefix))
+        return opened
     store = MemoryStore()
     store.pack_records = True  # the same logic on a store that packs by choice
     return sp.open(store)
+
+
+def _drop_redis_prefix(repo, prefix: str) -> None:
+    client = repo.store._client
+    for name in client.scan_iter(match="{" + prefix + "}:*", count=1000):
+        client.delete(name)
+    repo.store.close()
 
 
 def chat(repo, session_id: str, steps: int) -> dict[int, tuple[list[str], str]]:
