@@ -383,7 +383,7 @@ class Chain:
             # values, is encoded already and goes no further than the checkpoint built from its header).
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
             snapshot = None
-        record["_checksum"] = codec.payload_digest(sealed)
+        record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 
     def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[list[bytes], dict[str, bytes]]:

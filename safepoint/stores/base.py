@@ -68,6 +68,25 @@ def check_bytes(data: object, key: str) -> bytes:
     return bytes(data)
 
 
+def check_commit(
+    objects: Iterable[tuple[str, bytes]],
+    key: str,
+    data: bytes,
+    hints: Iterable[tuple[str, bytes]],
+    fence: Fence | None,
+    floor: Floor | None,
+) -> tuple[list[tuple[str, bytes]], str, bytes, list[tuple[str, bytes]], Fence | None, Floor | None]:
+    """A commit's arguments checked, every key and value before anything is written (lists, not iterators)."""
+    checked_objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
+    key, data = check_key(key), check_bytes(data, key)
+    checked_hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
+    if fence is not None:
+        fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
+    if floor is not None:
+        floor = (check_key(floor[0]), int(floor[1]))
+    return checked_objects, key, data, checked_hints, fence, floor
+
+
 def floor_value(data: bytes | None, key: str) -> int:
     """The number a floor key holds (0 when absent); CorruptCheckpoint when it holds anything else."""
     if data is None:
@@ -185,9 +204,8 @@ class Store(ABC):
         nothing) unless the fence key holds the fence value. Backends with transactions override this to do it
         all at once.
         """
-        objects, hints = list(objects), list(hints)
-        for checked in [key, *(k for k, _ in objects), *(k for k, _ in hints)]:
-            check_key(checked)  # all keys first: never commit and then fail on a bad hint key
+        # All keys first: never commit and then fail on a bad hint key.
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
         self.check_fence(fence)
         for object_key, object_data in objects:
             self.put_if_absent(object_key, object_data)

@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import FenceMismatch, StorageError
-from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_key
+from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_commit, check_key
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -163,13 +163,9 @@ class FileStore(Store):
         hundreds of objects. Instead they are linked into place unsynced and one `syncfs` flushes them all,
         before the commit key itself is created the usual way (temp, fsync, link, fsync of the directory).
         """
-        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
-        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
-        key = check_key(key)
-        if fence is not None:
-            fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
-            if objects:
-                self.check_fence(fence)  # a lease already gone writes no objects; the link checks again
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
+        if fence is not None and objects:
+            self.check_fence(fence)  # a lease already gone writes no objects; the link checks again
         if len(objects) < BATCH_OBJECTS or _syncfs is None:
             for object_key, object_data in objects:
                 self._put_if_absent(object_key, object_data)
@@ -178,7 +174,7 @@ class FileStore(Store):
                 for object_key, object_data in objects:
                     self._place(object_key, object_data)
                 _syncfs(self.root)
-        if not self._put_if_absent(key, check_bytes(data, key), fence) or self.undo_below_floor(key, floor):
+        if not self._put_if_absent(key, data, fence) or self.undo_below_floor(key, floor):
             return False
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)

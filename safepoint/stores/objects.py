@@ -50,7 +50,7 @@ from fsspec.asyn import sync
 
 from ..errors import SafepointError, StorageError
 from . import UnknownStoreURL
-from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_key, floor_value
+from .base import _SEGMENT, ANY, Fence, Floor, Store, check_commit, check_key, floor_value
 
 #: Idempotent requests are tried this many times on throttling, 5xx answers and broken connections.
 ATTEMPTS = 5
@@ -171,13 +171,11 @@ class ObjectStore(Store):
         floor: Floor | None = None,
     ) -> bool:
         """Upload the objects concurrently, then create `key` (the commit point), then write the hints."""
-        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
-        key, data = check_key(key), check_bytes(data, key)
-        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
         self._check_writable()
         self.check_fence(fence)  # a read: S3 has no conditional write across two keys
         with self._translate("commit", key):
-            return self._run(self._commit(objects, key, data, hints, floor and (check_key(floor[0]), floor[1])))
+            return self._run(self._commit(objects, key, data, hints, floor))
 
     def sweep(self) -> int:
         """Remove probe objects of writers that died mid-probe (older than an hour); return how many."""

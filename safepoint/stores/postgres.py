@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import FenceMismatch, SafepointWarning, SchemaTooNew, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, floor_value, prefix_end
+from .base import ANY, Fence, Floor, Store, check_commit, check_key, check_prefix, floor_value, prefix_end
 
 DEFAULT_SCHEMA = "safepoint"
 #: Connections per store handle; more threads than this wait for one (up to POOL_TIMEOUT_SECONDS).
@@ -183,13 +183,10 @@ class PostgresStore(Store):
         fence row is read `FOR SHARE` in the same statement: a worker taking the lease over waits for this
         commit to end, and a commit that finds the lease changed inserts nothing.
         """
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
         # Sorted, so two commits sharing new objects lock them in the same order and cannot deadlock.
-        objects = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in objects).items())
-        key, data = check_key(key), check_bytes(data, key)
-        hints = sorted(dict((check_key(k), check_bytes(v, k)) for k, v in hints).items())
-        if fence is not None:
-            fence = (check_key(fence[0]), check_bytes(fence[1], fence[0]))
-        batch = _Commit(objects, key, data, hints, fence, floor and (check_key(floor[0]), floor[1]))
+        objects, hints = sorted(dict(objects).items()), sorted(dict(hints).items())
+        batch = _Commit(objects, key, data, hints, fence, floor)
         names = {key, *(k for k, _ in objects), *(k for k, _ in hints)}
         with self._translate("commit", key):
             for attempt in range(COMMIT_ATTEMPTS):

@@ -45,7 +45,7 @@ from redis.retry import Retry
 
 from ..errors import CorruptCheckpoint, FenceMismatch, SafepointError, SafepointWarning, StorageError
 from . import UnknownStoreURL, redacted
-from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, prefix_end
+from .base import ANY, Fence, Floor, Store, check_commit, check_key, check_prefix, prefix_end
 
 DEFAULT_PREFIX = "safepoint"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -242,11 +242,9 @@ class RedisStore(Store):
 
         The fence is compared inside the same script, so no lease change can fall between check and commit.
         """
-        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
-        key, data = check_key(key), check_bytes(data, key)
-        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
-        fence_key, fence_value = (check_key(fence[0]), check_bytes(fence[1], fence[0])) if fence else (key, b"")
-        floor_key, floor_seq = (check_key(floor[0]), str(int(floor[1]))) if floor else (key, "")
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
+        fence_key, fence_value = fence or (key, b"")
+        floor_key, floor_seq = (floor[0], str(floor[1])) if floor else (key, "")
         staged = len(data) >= STAGE_MIN
         stage_key = f"{self._namespace}:stage:{secrets.token_hex(8)}" if staged else self._value_key(key)
         keys = [self._index, self._value_key(key), self._value_key(fence_key), self._value_key(floor_key), stage_key]

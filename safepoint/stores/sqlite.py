@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import FenceMismatch, SchemaTooNew, StorageError
-from .base import ANY, Fence, Floor, Store, check_bytes, check_key, check_prefix, floor_value, prefix_end
+from .base import ANY, Fence, Floor, Store, check_commit, check_key, check_prefix, floor_value, prefix_end
 
 #: Version of the table layout below; a store written by a newer layout refuses to open.
 FORMAT_VERSION = 1
@@ -148,11 +148,9 @@ class SQLiteStore(Store):
         The fence and the floor are read inside the transaction, which holds the write lock: neither can
         change before the commit ends.
         """
-        objects = [(check_key(k), check_bytes(v, k)) for k, v in objects]
-        key, data = check_key(key), check_bytes(data, key)
-        hints = [(check_key(k), check_bytes(v, k)) for k, v in hints]
-        fence_key = check_key(fence[0]) if fence is not None else ""
-        floor_key = check_key(floor[0]) if floor is not None else ""
+        objects, key, data, hints, fence, floor = check_commit(objects, key, data, hints, fence, floor)
+        fence_key = fence[0] if fence is not None else ""
+        floor_key = floor[0] if floor is not None else ""
         with self._translate("commit", key):
             conn = self._connection(writing=True)
             with self._transaction(conn):
