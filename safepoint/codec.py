@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -112,23 +111,13 @@ def seal(payload: bytes, *, compress: bool = True, digest: bytes | None = None) 
 
     `digest` is the payload's sha256 when the caller already has it (content-addressed objects).
     """
-    return seal_parts((payload,), compress=compress, digest=digest)
-
-
-def seal_parts(parts: Sequence[bytes], *, compress: bool = True, digest: bytes | None = None) -> bytes:
-    """`seal` of the concatenation of `parts`, built without that concatenation (one copy of a large
-    payload less on the save path)."""
     if digest is None:
-        hasher = hashlib.sha256()
-        for part in parts:
-            hasher.update(part)
-        digest = hasher.digest()
-    if compress and sum(map(len, parts)) >= _COMPRESS_MIN:
-        payload = b"".join(parts)
+        digest = hashlib.sha256(payload).digest()
+    if compress and len(payload) >= _COMPRESS_MIN:
         packed = _zstd()[0].compress(payload)
         if len(packed) < len(payload) * 0.9:
             return b"".join((_MAGIC, _ZSTD, digest, packed))
-    return b"".join((_MAGIC, _RAW, digest, *parts))
+    return b"".join((_MAGIC, _RAW, digest, payload))
 
 
 def unseal(blob: bytes, key: str) -> bytes:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from . import codec, delta
 from .errors import (
     CheckpointNotFound,
@@ -130,7 +132,7 @@ class Chain:
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
-        self._written: dict[int, list[bytes]] = {}  # records (in parts) this writer committed since its keyframe
+        self._written: dict[int, bytes] = {}  # records (their JSON) this writer committed since its keyframe
 
     def commit_key(self, seq: int) -> str:
         return f"{self.prefix}{seq:012d}"
@@ -357,9 +359,9 @@ class Chain:
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        parts, objects = ([codec.dumps(record)], {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+        payload, objects = (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
         # Stores that pack records compress them in the pack, off the save path.
-        sealed = codec.seal_parts(parts, compress=not self.store.pack_records)
+        sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
         # A fixed-width hint: an in-place rewrite never leaves a tail.
         hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []
@@ -376,7 +378,7 @@ class Chain:
                 if previous is not None and previous.keyframe_seq < seq:
                     self._pack_cycle(previous.keyframe_seq, seq - 1)
                 self._written = {}
-            self._written[seq] = parts
+            self._written[seq] = payload
         base = None
         if ops is not None:
             # Only now that the commit stands may the writer's copy move on (the record, which shares the ops'
@@ -386,22 +388,21 @@ class Chain:
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 
-    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[list[bytes], dict[str, bytes]]:
-        """The keyframe record's canonical JSON, in parts (with `root` set in `record`), and the new objects it
-        needs.
+    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
+        """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
 
-        A state small enough to stay inline is spliced into the record as the bytes already encoded, instead
-        of being decoded and encoded again: the same canonical bytes, for half the work. The parts are sealed
-        without joining them, and the snapshot among them is the one the writer keeps anyway.
+        A state small enough to stay inline goes into the record as the bytes already encoded (an
+        `orjson.Fragment`), instead of being decoded and encoded again: the same canonical bytes, for half the
+        work.
         """
         if size_inline(len(snapshot)):
-            record["root"] = {"k": "v", "v": None}  # a stand-in: readers of `record` only ask whether it has one
-            head = codec.dumps({key: value for key, value in record.items() if key < "root"})
-            tail = codec.dumps({key: value for key, value in record.items() if key > "root"})
-            return [head[:-1] + b',"root":{"k":"v","v":', snapshot, b"}," + tail[1:]], {}
+            record["root"] = {"k": "v", "v": orjson.Fragment(snapshot)}
+            payload = codec.dumps(record)
+            record["root"] = {"k": "v", "v": None}  # readers of `record` only ask whether it has a root
+            return payload, {}
         writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
         record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
-        return [codec.dumps(record)], writer.new_objects
+        return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
     def _pack_cycle(self, first: int, last: int) -> None:
@@ -413,8 +414,7 @@ class Chain:
         try:
             records = []
             for seq in range(first, last + 1):
-                written = self._written.get(seq)
-                payload = b"".join(written) if written else self.record_payload(seq)[1]
+                payload = self._written.get(seq) or self.record_payload(seq)[1]
                 record = codec.loads(payload)
                 if codec.dumps(record) != payload:
                     return  # not canonical JSON (an old writer?): a pack could not give back the same bytes

@@ -169,6 +169,28 @@ def test_a_staged_commit_survives_a_flushed_script_cache(store: RedisStore) -> N
     assert store.get("commits/s/1") == b"y" * redis_store.STAGE_MIN
 
 
+def test_a_refused_command_comes_back_in_its_place_and_the_connection_stays_in_step(store: RedisStore) -> None:
+    key = value_key(store, "plain")
+    replies = store._send([("SET", key, b"text"), ("INCR", key), ("GET", key)])
+    assert replies[0] == b"OK" and replies[2] == b"text"
+    assert isinstance(replies[1], redis.ResponseError) and "not an integer" in str(replies[1])
+    assert store._send([("GET", key)]) == [b"text"]  # the next user of the connection reads its own reply
+
+
+def test_a_connection_dropped_by_the_server_is_replaced(store: RedisStore) -> None:
+    store.put("commits/s/1", b"first")
+    (connection_id,) = store._send([("CLIENT", "ID")])
+    with raw_client() as client:  # dropped while idle in the pool: replaced before the next command is sent
+        assert client.client_kill_filter(_id=connection_id) == 1
+    assert store.get("commits/s/1") == b"first"
+    (connection_id,) = store._send([("CLIENT", "ID")])
+    with pytest.raises(redis.ConnectionError):  # dropped after the first reply, the second never comes
+        store._send([("CLIENT", "KILL", "ID", connection_id, "SKIPME", "no"), ("GET", value_key(store, "commits/s/1"))])
+    assert store.commit([], "commits/s/2", b"second") is True  # on a new connection, nothing half read
+    assert store.get("commits/s/1") == b"first"
+    assert store.list() == ["commits/s/1", "commits/s/2"]
+
+
 def _evalsha_calls(client: redis.Redis) -> int:
     return _calls(client, "evalsha")
 
