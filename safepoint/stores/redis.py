@@ -5,8 +5,9 @@ A store lives under one namespace (`prefix`, default `safepoint`): the value of 
 sort bytewise and `list` is a ZRANGEBYLEX range, never a SCAN). The braces make the namespace a Redis Cluster
 hash tag: all keys of one store live in one slot, so the scripts below may touch them together.
 
-Every write is one Lua script (registered with `register_script`, run with EVALSHA), and Redis runs a script
-atomically, so the index never disagrees with the values:
+Every write is one Lua script (run with EVALSHA), and Redis runs a script atomically, so the index never
+disagrees with the values. Commands go to a connection of redis-py's pool directly, several in one write when
+they belong to one round trip (`_send`): redis-py's per-command layer costs more than the script runs.
 
 - `put_if_absent` is `SET ... NX` plus ZADD: of any number of racing writers exactly one gets OK.
   It is the checkpoint commit point.
