@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from . import codec, delta
+from . import codec, delta, open_sessions
 from .errors import (
     CheckpointNotFound,
     ConflictError,
@@ -175,6 +175,10 @@ class Chain:
 
     def exists(self) -> bool:
         return self.store.exists(self.info_key)
+
+    def mark_open(self) -> None:
+        """List this session among the open ones, where workers look for work (see safepoint.open_sessions)."""
+        open_sessions.mark(self.store, self.segment, self.id)
 
     # --- reading --------------------------------------------------------------------------------
     def head_seq(self) -> int:
@@ -385,6 +389,11 @@ class Chain:
             # values, is encoded already and goes no further than the checkpoint built from its header).
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
             snapshot = None
+        if status in open_sessions.CLOSED:
+            try:
+                open_sessions.unmark(self.store, self.segment)
+            except StorageError:
+                pass  # the commit stands; a worker that finds the entry removes it (see safepoint.open_sessions)
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 

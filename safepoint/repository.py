@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from . import artifacts, bundle, codec, delta, maintenance
+from . import artifacts, bundle, codec, delta, maintenance, open_sessions
 from .errors import CheckpointNotFound, ConflictError, InvalidState, SafepointError, SessionNotFound
 from .history import Chain, check_session_id, to_checkpoint
 from .migrations import Migrations
@@ -140,6 +140,8 @@ class Repository:
         origin = {"session": session_id, "seq": source.seq}
         if not chain.create(self.info(session_id).agent, self.info(session_id).tags, origin):
             raise SafepointError(f"cannot fork into {new_id!r}: a session with that id exists; pick another --as")
+        if source.status not in open_sessions.CLOSED:
+            chain.mark_open()
         chain.commit(
             {"state": source.state, "runtime": source.runtime},
             seq=1,
@@ -232,7 +234,10 @@ class Repository:
         """Import a bundle written by `export_session`, optionally under a new id."""
         if as_id is not None:
             check_session_id(as_id)
-        return self.info(bundle.import_session(self.store, path, as_id=as_id))
+        info = self.info(bundle.import_session(self.store, path, as_id=as_id))
+        if info.head is None or info.head.status not in open_sessions.CLOSED:
+            Chain(self.store, info.id).mark_open()
+        return info
 
     # --- helpers ---------------------------------------------------------------------------------------
     def _chain(self, session_id: str) -> Chain:

@@ -107,6 +107,7 @@ class Session:
         self._lease = Lease(repo.store, self.id, self._chain.segment, ttl=lease_ttl).acquire(wait) if lease else None
         try:
             self._open(at)
+            self._chain.mark_open()  # holding the lease: see safepoint.open_sessions
         except BaseException:
             self.close()
             raise

@@ -81,6 +81,7 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
     codec.dumps(value, root=f"answer to {name!r}")
     waiting[name].update(answer=value, answered_at=now(), by=by)
     runtime["ready"] = not pending(runtime)
+    chain.mark_open()  # an answered session is work for a worker (see safepoint.open_sessions)
     saved = chain.commit(
         doc,
         seq=head + 1,

@@ -14,13 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SafepointError, SessionBusy, StorageError
+from .. import open_sessions
+from ..errors import SafepointError, SessionBusy, SessionNotFound, StorageError
 from ..history import session_segment
 from ..model import SessionInfo, Status
 from ..stores.base import Listener
-from .leases import DEFAULT_TTL, LeaseInfo, read_lease
+from .leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
 from .runner import AGENTS, Agent, RunResult, run
 from .steps import shutdown_requested
 from .wake import WAKE_CHANNEL
@@ -74,18 +76,58 @@ class Worker:
         self._lock = threading.Lock()
 
     def candidates(self) -> list[tuple[str, str]]:
-        """(session id, reason) for every session with a registered agent that can go on now."""
-        found = []
-        for session_id in self.repo.session_ids():
+        """(session id, reason) for every session with a registered agent that can go on now.
+
+        The sessions looked at are those the store lists as open (`safepoint.open_sessions`); on a store whose
+        index is not complete yet, every session, once, completing the index on the way.
+        """
+        store = self.repo.store
+        listed = open_sessions.listed(store)
+        ids = listed if listed is not None else list(self.repo.session_ids())
+        found, still_open = [], []
+        for session_id in ids:
             try:
                 info = self.repo.info(session_id)
                 reason = resumable(self.repo, info)
+            except SessionNotFound:
+                if listed is not None:
+                    self._forget(session_id)
+                continue
             except SafepointError as exc:
                 self.log(f"skipping {session_id}: {exc}")
                 continue
+            closed = info.head is None or info.head.status in open_sessions.CLOSED
+            if listed is None and not closed:
+                still_open.append((session_segment(session_id), session_id))
+            elif listed is not None and closed:
+                self._forget(session_id)
             if reason and info.agent in self.agents and session_id not in self._running:
                 found.append((session_id, reason))
+        if listed is None:
+            open_sessions.complete(store, still_open)
         return found
+
+    def _forget(self, session_id: str) -> None:
+        """Remove the index entry of a session that is closed, gone, or has no checkpoint, looking again while
+        holding its lease: a writer reopening it meanwhile waits for the lease, then marks it again."""
+        segment = session_segment(session_id)
+        try:
+            lease = Lease(self.repo.store, session_id, segment, ttl=self.lease_ttl).acquire()
+        except SafepointError:
+            return  # held (being run or reopened): not closed after all, or the next pass sees it again
+        try:
+            try:
+                head = self.repo.info(session_id).head
+            except SessionNotFound:
+                head = None
+            if head is None or head.status in open_sessions.CLOSED:
+                open_sessions.unmark(self.repo.store, segment)
+                self.log(f"{session_id}: completed, failed or without checkpoints: no longer listed as open")
+        except SafepointError as exc:  # the entry stays for the next pass
+            self.log(f"{session_id}: cannot remove its open-session entry: {exc}")
+        finally:
+            with suppress(SafepointError):  # a lease not given back expires after its ttl
+                lease.release()
 
     def run_once(self) -> list[RunResult]:
         """Run every session that can go on now, `concurrency` at a time; return how each run stopped."""
