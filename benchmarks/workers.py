@@ -12,6 +12,10 @@ while its lease is held, and all are released together. Each session runs agent 
 steps, each a `time.sleep` of `--step-ms` (default 5 ms) standing in for a model call, returning ~250 bytes
 recorded in the checkpoint; a checkpoint is committed after every step and once more on completion.
 
+Also measured: what one worker pass (`Worker.candidates()`) costs on a store holding 2,000 completed sessions
+and 20 left running, reading only the sessions listed open (`safepoint.open_sessions`) against reading every
+session (as a pass does on a store whose index is not complete yet).
+
 Measured: checkpoints committed by the workers per second, from the release of the queue to the last
 completion checkpoint (its `created_at`). Checked from the store and from a record kept outside safepoint:
 every session completed with each step committed once, on a linear chain whose lease tokens never go back;
@@ -103,8 +107,10 @@ class Settings:
     poll: float
 
 
-FULL = dict(workers=(1, 2, 4, 8), sessions=200, steps=20)
-QUICK = dict(workers=(1, 2, 4), sessions=40, steps=5)
+FULL = dict(workers=(1, 2, 4, 8), sessions=200, steps=20, closed=2000)
+QUICK = dict(workers=(1, 2, 4), sessions=40, steps=5, closed=200)
+#: Sessions left running (candidates) in the scan measurement, and the passes timed each way.
+SCAN_OPEN, SCAN_PASSES = 20, 5
 
 
 @dataclass
@@ -293,6 +299,57 @@ def bench(server: str, workers: int, settings: Settings, logs: Path) -> Outcome:
     return outcome
 
 
+@dataclass
+class ScanCost:
+    closed: int
+    listed_ms: float = 0.0
+    every_ms: float = 0.0
+    found: tuple[int, int] = (0, 0)  # candidates found by each way
+
+
+def scan_cost(server: str, closed: int) -> ScanCost:
+    """Median time of a worker pass reading the open sessions only, and reading every session."""
+    import statistics
+
+    import psycopg
+
+    from safepoint import open_sessions
+
+    schema = f"bench_scan_{uuid.uuid4().hex[:10]}"
+    repo = sp.open(with_query(server, schema=schema))
+    cost = ScanCost(closed)
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("sessions for the scan", total=closed + SCAN_OPEN)
+            for n in range(closed):
+                with repo.session(f"done-{n:05d}", agent=AGENT) as s:
+                    s.save(step="end", status=sp.Status.COMPLETED)
+                progress.advance(task)
+            for n in range(SCAN_OPEN):
+                with repo.session(f"left-{n:02d}", agent=AGENT, lease=False) as s:
+                    s.save(step="queued")
+                progress.advance(task)
+        worker = sp.Worker(repo, agents={AGENT: bench_steps})
+        worker.candidates()  # completes the index
+        timings: dict[str, list[float]] = {"listed": [], "every": []}
+        found = {}
+        for _ in range(SCAN_PASSES):
+            for way in timings:
+                if way == "every":
+                    repo.store.delete(open_sessions.COMPLETE)  # the pass then reads every session (and re-marks)
+                started = time.perf_counter()
+                found[way] = len(worker.candidates())
+                timings[way].append(time.perf_counter() - started)
+        cost.listed_ms = statistics.median(timings["listed"]) * 1e3
+        cost.every_ms = statistics.median(timings["every"]) * 1e3
+        cost.found = (found["listed"], found["every"])
+    finally:
+        repo.store.close()
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return cost
+
+
 # --- report ------------------------------------------------------------------------------------------------
 def postgres_facts(server: str) -> tuple[list[str], Path | None]:
     """One line about the server, and its data directory when it is on this machine and readable."""
@@ -309,7 +366,9 @@ def postgres_facts(server: str) -> tuple[list[str], Path | None]:
     return [line], data if data is not None and data.exists() else None
 
 
-def markdown(outcomes: list[Outcome], header: list[str], settings: Settings, command: str, elapsed: float) -> str:
+def markdown(
+    outcomes: list[Outcome], scan: ScanCost, header: list[str], settings: Settings, command: str, elapsed: float
+) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     base = outcomes[0].rate if outcomes and outcomes[0].workers == 1 else None
     lines = ["## Many workers, one PostgreSQL store", ""]
@@ -345,6 +404,11 @@ def markdown(outcomes: list[Outcome], header: list[str], settings: Settings, com
         "tokens never going back, and the runs the workers report add up to one per session.",
         "",
         "Checks: " + ("all passed." if not problems else "**FAILED**: " + "; ".join(problems[:10])),
+        "",
+        f"One worker pass on a store of {scan.closed:,} completed sessions and {SCAN_OPEN} left running (median "
+        f"of {SCAN_PASSES}): **{scan.listed_ms:,.1f} ms** reading the sessions listed open, against "
+        f"{scan.every_ms:,.1f} ms reading every session (as on a store whose index is not complete yet); "
+        f"candidates found: {scan.found[0]} and {scan.found[1]}.",
         "",
     ]
     return "\n".join(lines)
@@ -396,13 +460,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{outcome.rate:,.0f}/s; {outcome.completed} completed; held by two at once: {outcome.overlapping}; "
             f"takeovers: {outcome.takeovers}" + (f"; PROBLEMS: {outcome.problems[:3]}" if outcome.problems else "")
         )
-    section = markdown(outcomes, header, settings, command, time.perf_counter() - started)
+    scan = scan_cost(args.postgres, sizes["closed"])
+    print(
+        f"one pass over {scan.closed:,} completed + {SCAN_OPEN} running sessions: {scan.listed_ms:.1f} ms listed open, "
+        f"{scan.every_ms:.1f} ms reading every session"
+    )
+    section = markdown(outcomes, scan, header, settings, command, time.perf_counter() - started)
     print()
     print(section)
     if args.out:
         Path(args.out).write_text(section)
         print(f"Markdown section written to {args.out}")
-    return 1 if any(o.problems or o.overlapping for o in outcomes) else 0
+    scan_wrong = scan.found != (SCAN_OPEN, SCAN_OPEN)
+    return 1 if scan_wrong or any(o.problems or o.overlapping for o in outcomes) else 0
 
 
 if __name__ == "__main__":
