@@ -7,7 +7,7 @@ store ever ran.
 - Written, durably, whenever a session may become resumable: when it is opened for writing (after its lease
   is taken), forked, imported, or answered (`mark`). Before that write, nothing of the session is running.
 - Removed after a commit that completes or fails the session (`Chain.commit`), and by a worker that finds a
-  listed session completed, failed or without checkpoints while it holds the session's lease (`forget`):
+  listed session completed, failed or without checkpoints while it holds the session's lease (`Worker._forget`):
   a writer opening the session meanwhile cannot hold the lease, and marks it again once it does. A session
   opened with `lease=False` has no such guard: a worker cleaning up at that moment may drop its entry.
 - Stores written before the index existed have no entries: the first worker lists every session once, marks

@@ -258,11 +258,7 @@ class RedisStore(Store):
         # Staged: the SET and the script in one write, so still one round trip.
         stage = [("SET", stage_key, data, "PX", STAGE_TTL_MS)] if staged else []
         with self._translate("commit", key):
-            *staging, outcome = self._script("commit", keys, args, before=stage)
-            if staging and isinstance(staging[0], Exception):
-                raise staging[0]  # (out of memory, say) the script then found no staging key: this is the cause
-            if isinstance(outcome, Exception):
-                raise outcome
+            outcome = self._script("commit", keys, args, before=stage)
         if outcome == -1:
             raise FenceMismatch(fence_key)
         if outcome == -2:
@@ -288,11 +284,12 @@ class RedisStore(Store):
     def _value_key(self, key: str) -> str:
         return f"{self._namespace}:v:{key}"
 
-    def _script(self, name: str, keys: list[str], args: list, before: list[tuple] = ()) -> list:
-        """Run script `name` after the commands `before`, all in one round trip; their replies in order.
+    def _script(self, name: str, keys: list[str], args: list, before: list[tuple] = ()) -> Any:
+        """The reply of script `name`, run after the commands `before`, all in one round trip.
 
         EVALSHA, and when the server's script cache was flushed (NOSCRIPT), load the script and send it all
-        again: a script that was not found ran nothing.
+        again: a script that was not found ran nothing. The first error reply is raised: a refused staging SET
+        (out of memory, say) before the script that then found no staging key.
         """
         script = self._scripts[name]
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -300,21 +297,15 @@ class RedisStore(Store):
         if isinstance(replies[-1], NoScriptError):
             self._reply(("SCRIPT", "LOAD", script.script))
             replies = self._send([*before, command])
-        return replies
+        return _raise_refusal(replies)[-1]
 
     def _run(self, operation: str, key: str, script: str, args: list) -> bool:
         with self._translate(operation, key):
-            (outcome,) = self._script(script, [self._value_key(key), self._index], args)
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome == 1
+            return self._script(script, [self._value_key(key), self._index], args) == 1
 
     def _reply(self, command: tuple) -> Any:
         """The reply to one command (an error reply raised)."""
-        (reply,) = self._send([command])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return _raise_refusal(self._send([command]))[0]
 
     def _send(self, commands: list[tuple]) -> list[Any]:
         """Send `commands` in one write on a pooled connection and read their replies in order; a command the
@@ -393,6 +384,14 @@ class RedisStore(Store):
             if writing:
                 advice += "; if this was a save, the previous checkpoint is untouched"
             raise StorageError(f"cannot {operation} {target}: {exc}; {advice}") from exc
+
+
+def _raise_refusal(replies: list[Any]) -> list[Any]:
+    """The replies, unless one is an error reply: then the first of those is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def _config(client: redis.Redis, name: str) -> str:
