@@ -357,7 +357,7 @@ class Chain:
             assert previous is not None and ops_bytes is not None
             keyframe_seq, size = previous.keyframe_seq, previous.keyframe_size
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
-            record.update(base=keyframe_seq, delta=ops)
+            record.update(base=keyframe_seq, delta=orjson.Fragment(ops_bytes))  # canonical already: not again
         else:
             snapshot = codec.dumps(doc, root="")
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
@@ -385,8 +385,7 @@ class Chain:
             self._written[seq] = payload
         base = None
         if ops is not None:
-            # Only now that the commit stands may the writer's copy move on (the record, which shares the ops'
-            # values, is encoded already and goes no further than the checkpoint built from its header).
+            # Only now that the commit stands may the writer's copy move on.
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
             snapshot = None
         if status in open_sessions.CLOSED:
