@@ -205,7 +205,8 @@ class ObjectStorage:
 
 
 # --- 1. save latency against the raw floor -------------------------------------------------------------
-def first_saves(target: Any, states: list[dict], warmup: int, tag: str) -> tuple[list[float], list[float]]:
+def first_saves(target: Any, states: list[dict], warmup: int, tag: str) -> tuple[list[float], ...]:
+    """Store, raw and format-floor times (the last empty for a target without a format floor)."""
     store_times, raw_times, floor_times = [], [], []
     floor_write = getattr(target, "format_floor_write", None)
     for i, state in enumerate(states):
@@ -237,12 +238,10 @@ def first_saves(target: Any, states: list[dict], warmup: int, tag: str) -> tuple
             raw_times.append(timed[raw_save])
             if floor_write:
                 floor_times.append(timed[floor_save])
-    if floor_write:
-        target.floor_times = floor_times  # read by bench_saves, for the diagnostic
-    return store_times, raw_times
+    return store_times, raw_times, floor_times
 
 
-def steady_saves(target: Any, state: dict, saves: int, warmup: int, tag: str) -> tuple[list[float], list[float]]:
+def steady_saves(target: Any, state: dict, saves: int, warmup: int, tag: str) -> tuple[list[float], ...]:
     store_times, raw_times = [], []
     with target.repo.session(tag, schema=dict) as session:
         session.state.update(state)
@@ -260,7 +259,7 @@ def steady_saves(target: Any, state: dict, saves: int, warmup: int, tag: str) ->
             if i >= warmup:
                 store_times.append(middle - start)
                 raw_times.append(end - middle)
-    return store_times, raw_times
+    return store_times, raw_times, []  # no format floor in steady state
 
 
 def bench_saves(target: Any, settings: Settings, results: Results) -> None:
@@ -274,7 +273,7 @@ def bench_saves(target: Any, settings: Settings, results: Results) -> None:
                 target, states[0], settings.steady_saves, settings.warmup, f"steady{target_size}"
             ),
         }
-        for kind, (store_times, raw_times) in runs.items():
+        for kind, (store_times, raw_times, floor_times) in runs.items():
             store_median, raw_median = statistics.median(store_times), statistics.median(raw_times)
             if isinstance(target, Memory):  # a diagnostic: safepoint's own work per save, without any I/O
                 results.cpu.append([label, kind, ms(store_median)])
@@ -295,8 +294,8 @@ def bench_saves(target: Any, settings: Settings, results: Results) -> None:
                 ]
             )
             print(f"  {target.name} {label} {kind}: {ms(store_median)} vs {ms(raw_median)} = {quotient:.2f}x")
-            if kind == "first checkpoint" and getattr(target, "floor_times", None):
-                floor_median = statistics.median(target.floor_times)
+            if floor_times:
+                floor_median = statistics.median(floor_times)
                 results.floor.append(
                     [label, ms(floor_median), ms(raw_median), f"{floor_median / raw_median:.2f}x", f"{quotient:.2f}x"]
                 )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from typing import Any
 from rich.progress import Progress
 
 import safepoint as sp
+from safepoint import open_sessions
 
 HERE = Path(__file__).resolve().parent
 AGENT = "bench-steps"
@@ -309,11 +311,7 @@ class ScanCost:
 
 def scan_cost(server: str, closed: int) -> ScanCost:
     """Median time of a worker pass reading the open sessions only, and reading every session."""
-    import statistics
-
     import psycopg
-
-    from safepoint import open_sessions
 
     schema = f"bench_scan_{uuid.uuid4().hex[:10]}"
     repo = sp.open(with_query(server, schema=schema))

@@ -6,8 +6,9 @@ sort bytewise and `list` is a ZRANGEBYLEX range, never a SCAN). The braces make 
 hash tag: all keys of one store live in one slot, so the scripts below may touch them together.
 
 Every write is one Lua script (run with EVALSHA), and Redis runs a script atomically, so the index never
-disagrees with the values. Commands go to a connection of redis-py's pool directly, several in one write when
-they belong to one round trip (`_send`): redis-py's per-command layer costs more than the script runs.
+disagrees with the values. Reads and writes go to a connection of redis-py's pool directly, several in one write
+when they belong to one round trip (`_send`): redis-py's per-command layer costs more than the script runs (only
+`discard`, off the save path, uses its MULTI/EXEC pipeline).
 
 - `put_if_absent` is `SET ... NX` plus ZADD: of any number of racing writers exactly one gets OK.
   It is the checkpoint commit point.
