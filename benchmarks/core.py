@@ -48,8 +48,8 @@ from rich.console import Console
 from rich.table import Table
 
 import safepoint as sp
-from safepoint import codec
-from safepoint.history import KEYFRAME_EVERY
+from safepoint.core import codec
+from safepoint.core.history import KEYFRAME_EVERY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core import Mutator, Words, chat_messages, describe_machine, make_agent_state  # noqa: E402
 
 import safepoint as sp  # noqa: E402
-from safepoint import codec  # noqa: E402
+from safepoint.core import codec  # noqa: E402
 from safepoint.errors import SafepointWarning  # noqa: E402
 
 KIB = 1024

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core import Words, describe_machine, make_agent_state  # noqa: E402
 from fleet import KIB, Redis  # noqa: E402
 
-from safepoint import codec  # noqa: E402
+from safepoint.core import codec  # noqa: E402
 from safepoint.model import FORMAT  # noqa: E402
 from safepoint.stores.redis import STAGE_MIN, STAGE_TTL_MS  # noqa: E402
 

@@ -48,7 +48,7 @@ from typing import Any
 from rich.progress import Progress
 
 import safepoint as sp
-from safepoint import open_sessions
+from safepoint.core import open_sessions
 
 HERE = Path(__file__).resolve().parent
 AGENT = "bench-steps"

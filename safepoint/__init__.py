@@ -10,6 +10,9 @@ with store.session("report-42", agent="researcher") as s:
     s.save(step="collect")                         # durable when it returns
 """
 
+from .agents.runner import RunResult, agent, run
+from .agents.worker import Worker
+from .core.migrations import Migrations
 from .errors import (
     WAITING_EXIT_CODE,
     ArtifactNotFound,
@@ -33,19 +36,16 @@ from .errors import (
     StorageError,
     Suspended,
 )
-from .migrations import Migrations
 from .model import AgentState, ArtifactRef, Checkpoint, Mission, ModelConfig, SessionInfo, Status, Tools
 from .repository import Repository, open
 from .runtime.effects import NOT_DONE
 from .runtime.retry import RetryPolicy
-from .runtime.runner import RunResult, agent, run
 from .runtime.steps import report_usage, step
-from .runtime.worker import Worker
 from .session import Session
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "NOT_DONE",
     "WAITING_EXIT_CODE",
     "AgentState",

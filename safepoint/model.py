@@ -100,6 +100,23 @@ class Checkpoint:
     def is_manual_edit(self) -> bool:
         return bool(self.meta.get("manual_edit"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's metadata as JSON-ready data (without state and runtime), as front ends show it."""
+        return {
+            "session": self.session,
+            "seq": self.seq,
+            "parent": self.parent,
+            "created_at": self.created_at.isoformat(),
+            "step": self.step,
+            "status": str(self.status),
+            "schema_version": self.schema_version,
+            "format": self.format,
+            "keyframe": self.keyframe,
+            "manual_edit": self.is_manual_edit,
+            "checksum": self.checksum,
+            "meta": self.meta,
+        }
+
 
 @dataclass(frozen=True)
 class SessionInfo:
@@ -119,3 +136,23 @@ class SessionInfo:
     @property
     def seq(self) -> int:
         return self.head.seq if self.head else 0
+
+    @property
+    def updated_at(self) -> datetime:
+        """When the session last changed: its head's time, or its creation for a session with no checkpoint."""
+        return self.head.created_at if self.head else self.created_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The session's identity and head as JSON-ready data, as front ends show it."""
+        head = self.head
+        return {
+            "id": self.id,
+            "agent": self.agent,
+            "tags": self.tags,
+            "status": str(head.status) if head else None,
+            "step": head.step if head else None,
+            "seq": self.seq,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": head.created_at.isoformat() if head else None,
+            "parent": self.parent,
+        }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,10 +11,12 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from . import artifacts, bundle, codec, delta, maintenance, open_sessions
+from .core import artifacts, bundle, codec, delta, maintenance, open_sessions
+from .core.history import Chain, check_session_id, to_checkpoint
+from .core.migrations import Migrations
+from .core.paths import assign
+from .core.summary import SessionSummary, summarize
 from .errors import CheckpointNotFound, ConflictError, InvalidState, SafepointError, SessionNotFound
-from .history import Chain, check_session_id, to_checkpoint
-from .migrations import Migrations
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
 from .runtime import inputs
 from .runtime.leases import DEFAULT_TTL
@@ -62,7 +63,7 @@ class Repository:
         if not create and not chain.exists():
             raise self._not_found(session_id)
         return Session(
-            self,
+            self.store,
             session_id,
             agent=agent,
             tags=list(tags),
@@ -101,13 +102,23 @@ class Repository:
     def sessions(self) -> list[SessionInfo]:
         """Every session in the store, newest activity first."""
         found = [self.info(session_id) for session_id in self.session_ids()]
-        return sorted(found, key=lambda i: i.head.created_at if i.head else i.created_at, reverse=True)
+        return sorted(found, key=lambda i: i.updated_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:
         """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
         for _key, session_id in maintenance.session_ids(self.store):
             if session_id is not None:
                 yield session_id
+
+    def summary(self, session_id: str) -> SessionSummary:
+        """A session's info with its usage, progress, open questions and in-doubt effects (see core.summary)."""
+        info = self.info(session_id)
+        runtime = self.load(session_id).runtime if info.head else {}
+        return summarize(info, runtime)
+
+    def summaries(self) -> list[SessionSummary]:
+        """The summary of every session, newest activity first."""
+        return [self.summary(info.id) for info in self.sessions()]
 
     def history(self, session_id: str) -> list[Checkpoint]:
         """All checkpoints of a session, oldest first, without their states."""
@@ -188,7 +199,7 @@ class Repository:
         """Set values inside the head state (`{"data.notes[0]": "x", "mission.goal": "y"}`) as one audited edit."""
         head = self.load(session_id)
         for path, value in values.items():
-            _assign(head.state, path, value, session_id)
+            assign(head.state, path, value, session_id)
         return self.replace_state(session_id, head.state, how="set " + ", ".join(values), expect_seq=head.seq)
 
     def set_value(self, session_id: str, path: str, value: Any) -> Checkpoint:
@@ -269,45 +280,6 @@ def open(url: str | os.PathLike[str] | Store | None = None, *, migrations: Migra
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:
     return SessionInfo(info.id, info.agent, info.tags, info.parent, info.created_at, head)
-
-
-_PATH_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
-
-
-def parse_path(path: str) -> list[str | int]:
-    """`data.notes[0]` -> ["data", "notes", 0]; `data["odd key"]` works too. A leading `state.` is optional."""
-    steps: list[str | int] = []
-    pos = 0
-    while pos < len(path):
-        match = _PATH_STEP.match(path, pos)
-        if not match or (pos == 0 and path.startswith(".")):
-            raise InvalidState(f"cannot parse path {path!r} at {path[pos:]!r}; write it like data.notes[0]")
-        name, index, dq, sq = match.groups()
-        steps.append(int(index) if index is not None else (name or dq or sq or ""))
-        pos = match.end()
-    if steps[:1] == ["state"]:
-        steps = steps[1:]
-    if not steps:
-        raise InvalidState(f"path {path!r} names no value inside the state")
-    return steps
-
-
-def _assign(state: Any, path: str, value: Any, session_id: str) -> None:
-    steps = parse_path(path)
-    target = state
-    try:
-        for step in steps[:-1]:
-            target = target[step]
-        last = steps[-1]
-        fits = isinstance(last, int) if isinstance(target, list) else isinstance(target, dict) and isinstance(last, str)
-        if not fits:
-            raise TypeError
-        target[last] = value
-    except (KeyError, IndexError, TypeError):
-        raise InvalidState(
-            f"cannot set {path!r} in session {session_id!r}: the path does not lead into the state; "
-            "see `safepoint show` for its shape"
-        ) from None
 
 
 def validate_state(head: Checkpoint, state: Any) -> None:

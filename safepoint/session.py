@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from . import artifacts, codec
+from .core import artifacts, codec
+from .core.history import Chain, Saved
+from .core.migrations import Migrations
 from .errors import ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
-from .history import Chain, Saved
-from .migrations import Migrations
 from .model import ArtifactRef, Checkpoint, Status
 from .runtime import drift, effects, inputs, steps
 from .runtime.leases import DEFAULT_TTL, Lease
 from .runtime.retry import RetryPolicy
 from .runtime.wake import wake
-
-if TYPE_CHECKING:
-    from .repository import Repository
+from .stores.base import Store
 
 
 def schema_version_of(schema: Any) -> int:
@@ -68,7 +66,7 @@ class Session:
 
     def __init__(
         self,
-        repo: Repository,
+        store: Store,
         session_id: str,
         *,
         agent: str | None,
@@ -84,8 +82,8 @@ class Session:
         save_steps: bool = True,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._repo = repo
-        self._chain = Chain(repo.store, session_id)
+        self._store = store
+        self._chain = Chain(store, session_id)
         #: checkpoint after every durable step (`step`); effects and waits always checkpoint
         self.save_steps = save_steps
         #: default retry policy of this session's steps (None: no retries unless a step asks)
@@ -104,10 +102,10 @@ class Session:
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
-        self._lease = Lease(repo.store, self.id, self._chain.segment, ttl=lease_ttl).acquire(wait) if lease else None
+        self._lease = Lease(store, self.id, self._chain.segment, ttl=lease_ttl).acquire(wait) if lease else None
         try:
             self._open(at)
-            self._chain.mark_open()  # holding the lease: see safepoint.open_sessions
+            self._chain.mark_open()  # holding the lease: see safepoint.core.open_sessions
         except BaseException:
             self.close()
             raise
@@ -256,7 +254,7 @@ class Session:
     # --- artifacts ----------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
         """Store a large file apart from the state and list it in `state.artifacts` (replacing same name)."""
-        ref = artifacts.put_artifact(self._repo.store, name, source, media_type)
+        ref = artifacts.put_artifact(self._store, name, source, media_type)
         items = self.state.artifacts if isinstance(self.state, BaseModel) else self.state.setdefault("artifacts", [])
         entry: Any = ref if isinstance(self.state, BaseModel) else ref.model_dump()
         names = [item.name if isinstance(item, BaseModel) else item.get("name") for item in items]
@@ -268,7 +266,7 @@ class Session:
 
     def open_artifact(self, name_or_ref: str) -> IO[bytes]:
         """Stream an artifact listed in the state (by name) or any stored one (by `sha256:` ref)."""
-        return self._repo.open_artifact(self._artifact_ref(name_or_ref))
+        return artifacts.open_artifact(self._store, self._artifact_ref(name_or_ref))
 
     def _artifact_ref(self, name_or_ref: str) -> str:
         if name_or_ref.startswith("sha256:"):
@@ -289,7 +287,7 @@ class Session:
             lease, self._lease = self._lease, None
             lease.release()
             if self._previous is not None and self._previous.checkpoint.status == Status.RUNNING:
-                wake(self._repo.store, self.id)  # left mid-way: a listening worker may take it on now
+                wake(self._store, self.id)  # left mid-way: a listening worker may take it on now
         # A closed session keeps no copies of its state: a program holding on to many finished sessions
         # (or the pages they pinned) should not pay for them.
         self._closed = True

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import safepoint as sp
-from safepoint import artifacts
+from safepoint.core import artifacts
 from safepoint.errors import ArtifactNotFound, CorruptCheckpoint
 from safepoint.stores import FileStore
 

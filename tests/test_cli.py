@@ -17,7 +17,8 @@ import typer
 from typer.testing import CliRunner, Result
 
 import safepoint as sp
-from safepoint.cli import _parse_since, _ranges, app
+from safepoint.cli import app
+from safepoint.cli.store_commands import _parse_since, _ranges
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"

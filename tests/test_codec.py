@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from json_strategies import json_ints, json_keys, json_text, json_values, nested
 
-from safepoint import codec
+from safepoint.core import codec
 from safepoint.errors import CorruptCheckpoint, NotSerializable, SafepointError
 
 KEY = "objects/ab/abcdef"

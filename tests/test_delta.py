@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from json_strategies import distinct_scalars, json_keys, json_values
 
-from safepoint import codec, delta
+from safepoint.core import codec, delta
 from safepoint.errors import NotSerializable
 
 SETTINGS = settings(max_examples=150, deadline=None)

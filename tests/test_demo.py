@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import safepoint as sp
-from safepoint import demo
+from safepoint.demo import agent as demo
 from safepoint.errors import CheckpointNotFound
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEPOINT_", "OPENAI_"))}

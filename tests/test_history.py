@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import safepoint as sp
-from safepoint import codec, history
+from safepoint.core import codec, history
 from safepoint.errors import CheckpointNotFound, CorruptCheckpoint, SafepointError, SessionNotFound
 from safepoint.stores.memory import MemoryStore
 

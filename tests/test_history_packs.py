@@ -9,9 +9,9 @@ import pytest
 from services import fresh_name, redis_url, with_query
 
 import safepoint as sp
-from safepoint import history
+from safepoint.core import history
+from safepoint.core.history import KEYFRAME_EVERY, Chain
 from safepoint.errors import ConflictError, SafepointWarning, StorageError
-from safepoint.history import KEYFRAME_EVERY, Chain
 from safepoint.stores.files import FileStore
 from safepoint.stores.memory import MemoryStore
 

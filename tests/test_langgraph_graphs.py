@@ -30,8 +30,8 @@ from langgraph.types import Command, Interrupt, Send, interrupt  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import safepoint as sp  # noqa: E402
-from safepoint import codec  # noqa: E402
 from safepoint.cli import app  # noqa: E402
+from safepoint.core import codec  # noqa: E402
 from safepoint.integrations.langgraph import MARK, SafepointSaver, session_id_for  # noqa: E402
 
 

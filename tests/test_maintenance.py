@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import safepoint as sp
-from safepoint import codec, history
-from safepoint.tree import child_digests
+from safepoint.core import codec, history
+from safepoint.core.tree import child_digests
 
 
 def _grow(store, session_id="s", steps=80, start=0, size=300):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import safepoint as sp
-from safepoint import open_sessions
-from safepoint.history import session_segment
+from safepoint.core import open_sessions
+from safepoint.core.history import session_segment
 from safepoint.runtime.leases import Lease
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import safepoint as sp
-from safepoint.history import session_segment
+from safepoint.core.history import session_segment
 from safepoint.runtime.leases import _encode as encode_lease
 from safepoint.runtime.leases import read_lease
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import safepoint as sp
-from safepoint.history import session_segment
+from safepoint.core.history import session_segment
 from safepoint.runtime.leases import read_lease
 
 # Agents shared by this test process and the child processes (a crashed run, a `safepoint worker`).

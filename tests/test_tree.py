@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from json_strategies import json_scalars, json_text, json_values, nested
 
-from safepoint import codec, tree
+from safepoint.core import codec, tree
 from safepoint.errors import CorruptCheckpoint
 
 SETTINGS = settings(max_examples=60, deadline=None)

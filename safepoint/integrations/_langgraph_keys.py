@@ -13,8 +13,8 @@ import hashlib
 import re
 from typing import Any
 
+from ..core.history import check_session_id
 from ..errors import InvalidSessionId
-from ..history import check_session_id
 
 _ESCAPE = re.compile(r"[%/\\#\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,100}")

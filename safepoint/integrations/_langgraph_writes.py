@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec
+from ..core import codec
 from ..stores import Store
 
 try:

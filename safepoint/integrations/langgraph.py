@@ -20,12 +20,11 @@ How LangGraph's records map onto safepoint's (docs/langgraph.md has the long for
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -42,13 +41,14 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from .. import codec
+from ..core import codec
+from ..core.history import Chain, Saved
 from ..errors import CheckpointNotFound, ConflictError, SafepointError
-from ..history import Chain, Saved
 from ..model import Status
 from ..repository import Repository
 from ..runtime.leases import lease_key
 from ..stores import Store, open_store
+from ._langgraph_async import AsyncFromSync
 from ._langgraph_keys import id_key, ids_prefix, session_id_for, thread_key, threads_prefix, writes_prefix
 from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
 from ._langgraph_writes import PendingWrites
@@ -90,7 +90,7 @@ def _step(metadata: dict[str, Any]) -> str | None:
     return None if source is None else f"{source}:{step}" if step is not None else str(source)
 
 
-class SafepointSaver(BaseCheckpointSaver[str]):
+class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer keeping each thread as a safepoint session in any safepoint store.
 
     `SafepointSaver("sqlite:///agents.db")`, `SafepointSaver("./.safepoint")`, `SafepointSaver(repository)`.
@@ -386,48 +386,6 @@ class SafepointSaver(BaseCheckpointSaver[str]):
         else:
             number = int(str(current).split(".", 1)[0])
         return f"{number + 1:012d}.{random.getrandbits(32):08x}"
-
-    # --- async: the same code in a worker thread ----------------------------------------------------------
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,  # noqa: A002
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        found = self._list(config, filter, before, limit, lazy=False)
-        while (item := await asyncio.to_thread(next, found, None)) is not None:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
     # --- helpers: sessions --------------------------------------------------------------------------------
     def _thread(self, thread_id: Any, ns: str, *, create: bool) -> _Thread | None:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigDrift
+from .context import RunContext
 from .steps import now
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 POLICIES = ("warn", "refuse", "accept")
 
@@ -33,7 +31,7 @@ def fingerprint(
     return {"model": model, "temperature": temperature, "prompt_hashes": hashes, "code_version": code_version}
 
 
-def configure(session: Session, config: dict[str, Any], on_drift: str) -> list[str]:
+def configure(session: RunContext, config: dict[str, Any], on_drift: str) -> list[str]:
     """Record `config`; return the differences from the recorded one (empty when none or first time)."""
     if on_drift not in POLICIES:
         raise ValueError(f"on_drift must be one of {POLICIES}, got {on_drift!r}")

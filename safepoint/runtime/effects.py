@@ -12,13 +12,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import codec
+from ..core import codec
+from .context import RunContext
 from .steps import now
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 
 class _NotDone:
@@ -33,7 +31,7 @@ IN_DOUBT_ANSWERS = {"type": "string", "enum": ["done", "retry"]}
 
 
 def run_effect(
-    session: Session,
+    session: RunContext,
     key: str,
     fn: Callable[..., Any],
     args: tuple,
@@ -56,7 +54,7 @@ def run_effect(
 
 
 def _resolve_in_doubt(
-    session: Session, key: str, record: dict[str, Any], reconcile: Callable[[str], Any] | None
+    session: RunContext, key: str, record: dict[str, Any], reconcile: Callable[[str], Any] | None
 ) -> Any:
     if reconcile is not None:
         outcome = reconcile(key)
@@ -77,7 +75,7 @@ def _resolve_in_doubt(
     return None if answer == "done" else NOT_DONE
 
 
-def _record_done(session: Session, key: str, result: Any, *, resolved: bool = False) -> Any:
+def _record_done(session: RunContext, key: str, result: Any, *, resolved: bool = False) -> Any:
     plain = codec.loads(codec.dumps(result, root=f"result of effect {key!r}"))
     entry = {"status": "done", "result": plain, "at": now()}
     if resolved:

@@ -10,20 +10,18 @@ On a store with notifications (PostgreSQL's LISTEN/NOTIFY) the answer also wakes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
-from .. import codec
+from ..core import codec
+from ..core.history import Chain
 from ..errors import InvalidAnswer, SafepointError, Suspended
-from ..history import Chain
 from ..model import Status
+from .context import RunContext
 from .steps import now
 from .wake import wake
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 
 def json_schema(schema: Any) -> dict[str, Any] | None:
@@ -35,7 +33,7 @@ def json_schema(schema: Any) -> dict[str, Any] | None:
     return TypeAdapter(schema).json_schema()
 
 
-def wait_for(session: Session, name: str, prompt: str, schema: Any = None) -> Any:
+def wait_for(session: RunContext, name: str, prompt: str, schema: Any = None) -> Any:
     inputs = session.runtime.setdefault("inputs", {})
     request = inputs.get(name)
     if request is not None and "answer" in request:
@@ -81,7 +79,7 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
     codec.dumps(value, root=f"answer to {name!r}")
     waiting[name].update(answer=value, answered_at=now(), by=by)
     runtime["ready"] = not pending(runtime)
-    chain.mark_open()  # an answered session is work for a worker (see safepoint.open_sessions)
+    chain.mark_open()  # an answered session is work for a worker (see safepoint.core.open_sessions)
     saved = chain.commit(
         doc,
         seq=head + 1,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
+from ..core import codec
 from ..errors import CorruptCheckpoint, LeaseLost, SessionBusy
 from ..stores.base import Fence, Store
 

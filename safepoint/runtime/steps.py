@@ -19,20 +19,18 @@ import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from .. import codec
+from ..core import codec
 from ..errors import Interrupted, NotSerializable, StepFailed
 from ..model import Status
+from .context import RunContext
 from .retry import NO_RETRY, RetryPolicy
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The session a decorated step records into (set while a session is open in this context).
-current_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("safepoint_session", default=None)
+current_session: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("safepoint_session", default=None)
 _current_usage: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "safepoint_usage", default=None
 )
@@ -69,7 +67,7 @@ def _sum(total: float, amount: float) -> float:
 
 
 def run_step(
-    session: Session,
+    session: RunContext,
     name: str,
     fn: Callable[..., Any],
     args: tuple,
@@ -125,7 +123,7 @@ def run_step(
     return output
 
 
-def _count_replay(session: Session, record: dict[str, Any]) -> None:
+def _count_replay(session: RunContext, record: dict[str, Any]) -> None:
     session.replayed_steps += 1
     saved = record.get("usage", {})
     for name in ("tokens", "cost"):

@@ -130,7 +130,7 @@ class Store(ABC):
     #: skip the existence check before writing an object that may already be stored.
     cheap_create: bool = True
     #: True when the history should pack the commit records of each finished keyframe cycle into one compressed
-    #: key (see `safepoint.history`): where every key costs a fixed minimum (a file takes a disk block), and
+    #: key (see `safepoint.core.history`): where every key costs a fixed minimum (a file takes a disk block), and
     #: where compressing records on the save path costs more than it saves. Records are then stored
     #: uncompressed until packed.
     pack_records: bool = False

@@ -35,8 +35,7 @@ from typing import Any
 
 import orjson
 
-from . import codec, delta, open_sessions
-from .errors import (
+from ..errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
@@ -45,8 +44,9 @@ from .errors import (
     SchemaTooNew,
     StorageError,
 )
-from .model import FORMAT, Checkpoint, SessionInfo, Status
-from .stores.base import Fence, Store, floor_value
+from ..model import FORMAT, Checkpoint, SessionInfo, Status
+from ..stores.base import Fence, Store, floor_value
+from . import codec, delta, open_sessions
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -177,7 +177,7 @@ class Chain:
         return self.store.exists(self.info_key)
 
     def mark_open(self) -> None:
-        """List this session among the open ones, where workers look for work (see safepoint.open_sessions)."""
+        """List this session among the open ones, where workers look for work (see safepoint.core.open_sessions)."""
         open_sessions.mark(self.store, self.segment, self.id)
 
     # --- reading --------------------------------------------------------------------------------
@@ -392,7 +392,7 @@ class Chain:
             try:
                 open_sessions.unmark(self.store, self.segment)
             except StorageError:
-                pass  # the commit stands; a worker that finds the entry removes it (see safepoint.open_sessions)
+                pass  # the commit stands; a worker that finds the entry removes it (see safepoint.core.open_sessions)
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 

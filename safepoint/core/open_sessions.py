@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .model import Status
-from .stores.base import Store
+from ..model import Status
+from ..stores.base import Store
 
 PREFIX = "open/"
 #: Present once every open session of the store has its entry.

@@ -13,10 +13,10 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ..errors import ArtifactNotFound, CorruptCheckpoint
+from ..model import ArtifactRef
+from ..stores.base import Store
 from . import codec
-from .errors import ArtifactNotFound, CorruptCheckpoint
-from .model import ArtifactRef
-from .stores.base import Store
 from .tree import object_key
 
 CHUNK_SIZE = 4 * 1024 * 1024

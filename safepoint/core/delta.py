@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .errors import NotSerializable
+from ..errors import NotSerializable
 
 Path = list[str | int]
 _BLOCK = 64

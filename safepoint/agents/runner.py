@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import codec
+from ..core import codec
 from ..errors import ConfigDrift, Interrupted, SafepointError, StepFailed, Suspended
 from ..model import AgentState, Status
-from .steps import now
+from ..runtime.steps import now
 
 if TYPE_CHECKING:
     from ..repository import Repository

@@ -1,6 +1,6 @@
 """`safepoint demo`: a research-and-write agent over a small corpus, built on safepoint's durable runtime.
 
-The agent (`research`, registered as "demo-researcher") plans, reads each file of `safepoint/demo_corpus` and
+The agent (`research`, registered as "demo-researcher") plans, reads each file of `safepoint/demo/corpus` and
 extracts notes (one durable step per file), writes an outline, asks a human to approve it (`wait_for`), writes
 the report, stores it as an artifact and "sends" it through a recorded effect into an outbox. Its model is
 `OfflineModel` (deterministic, offline and fake: no network, no real LLM) unless `SAFEPOINT_DEMO_BASE_URL`
@@ -27,8 +27,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .demo_world import (
+from ..agents.runner import RunResult, agent, run
+from ..core.summary import done_steps, kept_tokens
+from ..core.summary import retries as count_retries
+from ..errors import WAITING_EXIT_CODE, SafepointError
+from ..model import Status
+from ..repository import Repository
+from ..runtime.effects import NOT_DONE
+from ..runtime.retry import RetryPolicy
+from ..session import Session
+from ..stores import DEFAULT_URL
+from ..version import __version__
+from .world import (
     DEFAULT_DELAY,
     TEMPERATURE,
     FlakyModel,
@@ -40,14 +50,6 @@ from .demo_world import (
     default_outbox,
     model_spec_from_env,
 )
-from .errors import WAITING_EXIT_CODE, SafepointError
-from .model import Status
-from .repository import Repository
-from .runtime.effects import NOT_DONE
-from .runtime.retry import RetryPolicy
-from .runtime.runner import RunResult, agent, run
-from .session import Session
-from .stores import DEFAULT_URL
 
 AGENT = "demo-researcher"
 GOAL = "Write a short report on heat pumps in Europe: how they work, the market, costs, policy and obstacles"
@@ -68,7 +70,7 @@ PROMPTS = {
 # --- the corpus ---------------------------------------------------------------------------------------------
 def corpus() -> list[tuple[str, str]]:
     """(file name, text) of every file of the demo corpus shipped with the package, by name."""
-    folder = resources.files("safepoint") / "demo_corpus"
+    folder = resources.files("safepoint.demo") / "corpus"
     files = sorted((item.name, item) for item in folder.iterdir() if item.name.endswith(".txt"))
     return [(name, item.read_text(encoding="utf-8")) for name, item in files]
 
@@ -394,10 +396,10 @@ def summary(repo: Repository, session_id: str) -> list[str]:
         deliveries = outbox.deliveries(key)
     finally:
         outbox.close()
-    steps = {n: rec for n, rec in runtime.get("steps", {}).items() if rec.get("status") == "done"}
-    kept = sum(int(rec.get("usage", {}).get("tokens", 0)) for rec in steps.values())
+    steps = done_steps(runtime)
+    kept = kept_tokens(runtime)
     spent = sum(tokens for _, tokens in calls)
-    retries = sum(max(0, int(rec.get("attempts", 1)) - 1) for rec in steps.values())
+    retries = count_retries(runtime)
     result = runtime.get("result") or {}
     lines = [
         f"session {session_id}: {head.status} at seq {head.seq}",

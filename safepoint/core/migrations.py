@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import MigrationError, SchemaTooNew
+from ..errors import MigrationError, SchemaTooNew
 
 Step = Callable[[dict[str, Any]], dict[str, Any]]
 

@@ -1,23 +1,23 @@
-"""The commands that run agents: `send` an answer, `resume` a session, serve as a `worker`.
-
-Registered on the app of `safepoint.cli`; like every command they are a few lines over the public API.
-"""
+"""Commands that run agents: `send` an answer, `resume` a session, serve as a `worker`, run the `demo`."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .cli import SessionArg, _command, _fail, _note, _parse_value, _repo
-from .errors import WAITING_EXIT_CODE
-from .model import Status
-from .runtime.leases import DEFAULT_TTL
-from .runtime.runner import RunResult, find_agent, run
-from .runtime.worker import serve
+from ..agents.runner import RunResult, find_agent, run
+from ..agents.worker import serve
+from ..core.paths import parse_value
+from ..demo import agent as demo_agent
+from ..errors import WAITING_EXIT_CODE
+from ..model import Status
+from ..runtime.leases import DEFAULT_TTL
+from .app import SessionArg, command, fail, note, open_repo
 
 AgentsOption = Annotated[
     list[str] | None,
@@ -36,10 +36,10 @@ def _import_agents(modules: list[str] | None) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            _fail(f"cannot import --agents {module!r}: {exc}")
+            fail(f"cannot import --agents {module!r}: {exc}")
 
 
-@_command()
+@command()
 def send(
     ctx: typer.Context,
     session_id: SessionArg,
@@ -47,26 +47,26 @@ def send(
     value: Annotated[str, typer.Argument(metavar="VALUE", help="The answer: JSON if it parses, else a string.")],
 ) -> None:
     """Answer a waiting session's question (checked against what it asked for); then it is ready to resume."""
-    repo = _repo(ctx)
-    checkpoint = repo.send(session_id, name, _parse_value(value), by="cli")
+    repo = open_repo(ctx)
+    checkpoint = repo.send(session_id, name, parse_value(value), by="cli")
     ready = checkpoint.meta.get("ready")
     typer.echo(f"session {session_id}: answer to {name!r} recorded at seq {checkpoint.seq}")
     if ready:
-        _note(f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
+        note(f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
 
 
-@_command()
+@command()
 def resume(ctx: typer.Context, session_id: SessionArg, agents: AgentsOption = None) -> None:
     """Run a session on from its last checkpoint with its agent. Exit 0 done, 75 waiting for input, 1 failed."""
     _import_agents(agents)
-    repo = _repo(ctx)
+    repo = open_repo(ctx)
     head = repo.load(session_id)
     recorded = head.runtime.get("agent", {})
     agent = find_agent(repo.info(session_id).agent, recorded.get("entrypoint"))
     _report(run(agent, session_id, store=repo))
 
 
-@_command()
+@command()
 def worker(
     ctx: typer.Context,
     agents: AgentsOption = None,
@@ -88,14 +88,14 @@ def worker(
     """Resume answered and crashed sessions with their registered agents until SIGTERM (or --for)."""
     _import_agents(agents)
     results = serve(
-        _repo(ctx), concurrency=concurrency, poll_interval=poll, until=until, lease_ttl=lease_ttl, log=_note
+        open_repo(ctx), concurrency=concurrency, poll_interval=poll, until=until, lease_ttl=lease_ttl, log=note
     )
     typer.echo(f"{len(results)} run(s): " + ", ".join(f"{r.session} {r.status}" for r in results))
 
 
 def _report(result: RunResult) -> None:
     if result.replayed_steps:
-        _note(
+        note(
             f"resumed: {result.replayed_steps} step(s) replayed from checkpoints, "
             f"{result.tokens_saved:,.0f} tokens"
             + (f" (cost {result.cost_saved:g})" if result.cost_saved else "")
@@ -104,11 +104,51 @@ def _report(result: RunResult) -> None:
     if result.status == Status.WAITING:
         names = ", ".join(result.waiting_for)
         typer.echo(f"session {result.session} is waiting for {names} (seq {result.seq})")
-        _note(f"answer with `safepoint send {result.session} {result.waiting_for[0]} VALUE`, then resume it")
+        note(f"answer with `safepoint send {result.session} {result.waiting_for[0]} VALUE`, then resume it")
         raise typer.Exit(WAITING_EXIT_CODE)
     if result.status == Status.FAILED:
-        _fail(result.error or f"session {result.session} failed")
+        fail(result.error or f"session {result.session} failed")
     if result.interrupted:
         typer.echo(f"session {result.session}: stopped by a shutdown at seq {result.seq}, all saved")
         return
     typer.echo(f"session {result.session}: {result.status} at seq {result.seq}")
+
+
+@command()
+def demo(
+    ctx: typer.Context,
+    session: Annotated[
+        str | None, typer.Option("--session", metavar="ID", help="Run or resume this session here, once.")
+    ] = None,
+    crash_at: Annotated[
+        int | None,
+        typer.Option(
+            "--crash-at", min=1, max=len(demo_agent.step_names()), metavar="N", help="Kill the process in step N."
+        ),
+    ] = None,
+    crash_rate: Annotated[
+        float, typer.Option("--crash-rate", min=0, max=1, metavar="P", help="Kill it at each crash point with P.")
+    ] = 0.0,
+    fail_rate: Annotated[
+        float, typer.Option("--fail-rate", min=0, max=1, metavar="P", help="Model calls failing with 503/429.")
+    ] = 0.2,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Approve the outline without asking.")] = False,
+    outbox: Annotated[
+        Path | None, typer.Option("--outbox", metavar="FILE", help="The outbox SQLite file (new sessions).")
+    ] = None,
+    delay: Annotated[
+        float, typer.Option("--delay", min=0, metavar="SECONDS", help="Offline model latency; 0: no waits at all.")
+    ] = demo_agent.DEFAULT_DELAY,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="N", help="Seed the injected failures.")] = None,
+) -> None:
+    """Run a research-and-write agent over a small corpus. Without --session: crash, resume, approve, summary."""
+    repo = open_repo(ctx)
+    options = demo_agent.Options(
+        crash_at=crash_at, crash_rate=crash_rate, fail_rate=fail_rate, delay=delay, seed=seed, outbox=outbox
+    )
+    if session is None:
+        code = demo_agent.tour(repo, ctx.obj.store, options)
+    else:
+        code = demo_agent.run_session(repo, ctx.obj.store, session, options, auto_approve=auto_approve)
+    if code:
+        raise typer.Exit(code)

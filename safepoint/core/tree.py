@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from ..errors import CorruptCheckpoint
 from . import codec
-from .errors import CorruptCheckpoint
 
 # A child bigger than this (encoded) becomes its own object instead of staying inline in its parent.
 INLINE_MAX = 128 * 1024

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..errors import CorruptCheckpoint, SafepointError
+from ..stores.base import Store
 from . import codec
 from .artifacts import manifest_key
-from .errors import CorruptCheckpoint, SafepointError
 from .history import Chain, to_checkpoint
-from .stores.base import Store
 from .tree import TreeReader, child_digests, object_key
 
 Progress = Callable[[str], None]

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from .errors import CorruptCheckpoint, NotSerializable
+from ..errors import CorruptCheckpoint, NotSerializable
 
 _MAGIC = b"SP\x01"
 _RAW = b"j"

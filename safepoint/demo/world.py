@@ -1,4 +1,4 @@
-"""The demo's outside world: its model clients and its outbox file (see `safepoint.demo`).
+"""The demo's outside world: its model clients and its outbox file (see `safepoint.demo.agent`).
 
 - `OfflineModel`: deterministic, offline and FAKE (no network, no real LLM); the default.
 - `OpenAIModel`: any OpenAI-compatible chat completions endpoint, called with urllib.
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .repository import Repository
+from ..repository import Repository
 
 TEMPERATURE = 0.2
 DEFAULT_DELAY = 0.1

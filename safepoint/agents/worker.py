@@ -17,15 +17,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from .. import open_sessions
+from ..core import open_sessions
+from ..core.history import session_segment
 from ..errors import SafepointError, SessionBusy, SessionNotFound, StorageError
-from ..history import session_segment
 from ..model import SessionInfo, Status
+from ..runtime.leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
+from ..runtime.steps import shutdown_requested
+from ..runtime.wake import WAKE_CHANNEL
 from ..stores.base import Listener
-from .leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
 from .runner import AGENTS, Agent, RunResult, run
-from .steps import shutdown_requested
-from .wake import WAKE_CHANNEL
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -78,7 +78,7 @@ class Worker:
     def candidates(self) -> list[tuple[str, str]]:
         """(session id, reason) for every session with a registered agent that can go on now.
 
-        The sessions looked at are those the store lists as open (`safepoint.open_sessions`); on a store whose
+        The sessions looked at are those the store lists as open (`safepoint.core.open_sessions`); on a store whose
         index is not complete yet, every session, once, completing the index on the way.
         """
         store = self.repo.store

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import CorruptCheckpoint, SafepointError
+from ..model import FORMAT
+from ..stores.base import Store, check_key
 from . import codec
-from .errors import CorruptCheckpoint, SafepointError
 from .history import Chain
 from .maintenance import mark_live
-from .model import FORMAT
-from .stores.base import Store, check_key
 
 BUNDLE_FORMAT = 1
 _MANIFEST = "bundle.json"

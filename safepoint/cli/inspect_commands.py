@@ -1,0 +1,108 @@
+"""Commands that read: `ls`, `show`, `history`, `diff`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+
+from ..model import Checkpoint
+from .app import (
+    JsonFlag,
+    SessionArg,
+    age,
+    command,
+    local_time,
+    new_table,
+    note,
+    open_repo,
+    out,
+    print_json,
+    status_text,
+)
+
+
+@command()
+def ls(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List the sessions in the store, most recently saved first."""
+    repo = open_repo(ctx)
+    infos = repo.sessions()
+    if as_json:
+        return print_json([info.to_dict() for info in infos])
+    if not infos:
+        return note(f"no sessions in {repo.url}")
+    table = new_table("session", "agent", "status", "step", "seq", "updated", "parent")
+    for info in infos:
+        head = info.head
+        table.add_row(
+            info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
+            age(info.updated_at), _origin(info.parent),
+        )  # fmt: skip
+    out().print(table)
+
+
+@command()
+def show(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    seq: Annotated[
+        int | None, typer.Option("--seq", min=1, metavar="N", help="Checkpoint seq (default: head).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"checkpoint": ..., "state": ...} as JSON.')] = False,
+) -> None:
+    """Show one checkpoint's metadata and its state."""
+    checkpoint = open_repo(ctx).load(session_id, seq)
+    if as_json:
+        return print_json({"checkpoint": checkpoint.to_dict(), "state": checkpoint.state})
+    grid = Table.grid(padding=(0, 2))
+    for name, value in checkpoint.to_dict().items():
+        shown = "-" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        grid.add_row(Text(name, style="bold"), shown)
+    out().print(grid)
+    out().print(JSON.from_data(checkpoint.state, indent=2))
+
+
+@command()
+def history(ctx: typer.Context, session_id: SessionArg, as_json: JsonFlag = False) -> None:
+    """List a session's checkpoints, oldest first."""
+    checkpoints = open_repo(ctx).history(session_id)
+    if as_json:
+        return print_json([cp.to_dict() for cp in checkpoints])
+    _print_history(checkpoints)
+
+
+@command()
+def diff(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    a: Annotated[int, typer.Argument(min=1, metavar="A", help="The older seq.")],
+    b: Annotated[int, typer.Argument(min=1, metavar="B", help="The newer seq.")],
+) -> None:
+    """Show what changed in the state from checkpoint A to checkpoint B (+ added, - removed, ~ changed)."""
+    lines = open_repo(ctx).diff(session_id, a, b)
+    if not lines:
+        return note(f"no differences between seq {a} and seq {b} of session {session_id}")
+    styles = {"+": "green", "-": "red", "~": "yellow"}
+    for line in lines:
+        out().print(Text(line, style=styles.get(line[:1], "")))
+
+
+def _print_history(checkpoints: list[Checkpoint]) -> None:
+    table = new_table("seq", "time", "step", "status", "kind", "edit", "checksum")
+    for cp in checkpoints:
+        edit = str(cp.meta.get("how") or "edit") if cp.is_manual_edit else ""
+        table.add_row(
+            str(cp.seq), local_time(cp.created_at), cp.step or "", status_text(cp),
+            "keyframe" if cp.keyframe else "delta", edit, cp.checksum[:12],
+        )  # fmt: skip
+    out().print(table)
+
+
+def _origin(parent: dict[str, Any] | None) -> str:
+    if not parent:
+        return ""
+    return f"{parent.get('session')}@{parent.get('seq')}" if "seq" in parent else str(parent.get("session", ""))

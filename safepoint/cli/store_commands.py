@@ -1,0 +1,133 @@
+"""Commands over the whole store or a session's bundle: `export`, `import`, `fsck`, `gc`."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from .app import SessionArg, command, human_size, open_repo, out, spinner
+
+
+@command()
+def export(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Bundle path (default: ID.safepoint.tar).")
+    ] = None,
+) -> None:
+    """Write a session, its whole history and its artifacts to one portable bundle file."""
+    with spinner(f"exporting session {session_id}"):
+        path = open_repo(ctx).export_session(session_id, output or Path(f"{session_id}.safepoint.tar"))
+    typer.echo(f"exported session {session_id} to {path}")
+
+
+@command("import")
+def import_(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A bundle written by `safepoint export`.")],
+    as_id: Annotated[str | None, typer.Option("--as", metavar="NEW", help="Import under this session id.")] = None,
+) -> None:
+    """Import a session bundle (written by `safepoint export`) into the store."""
+    with spinner(f"importing {path}"):
+        info = open_repo(ctx).import_session(path, as_id=as_id)
+    typer.echo(f"imported session {info.id} (head seq {info.seq}) from {path}")
+
+
+@command()
+def fsck(ctx: typer.Context) -> None:
+    """Verify every checkpoint and object; list what is damaged and which checkpoints it breaks."""
+    repo = open_repo(ctx)
+    with spinner("checking session") as progress:
+        report = repo.fsck(progress=progress)
+    console = out()
+    console.print(
+        f"checked {report.checked_checkpoints} checkpoints and {report.checked_objects} objects; "
+        f"swept {report.swept} stale temp files"
+    )
+    if report.ok:
+        return console.print(Text("ok: no problems found", style="green"))
+    count = len(report.problems)
+    console.print(Text(f"{count} problem{'s' if count > 1 else ''} found:", style="red"))
+    sessions: dict[str, list[int]] = {}
+    for problem in report.problems:
+        console.print(Text(f"  {problem.key}: {problem.reason}", style="red"))
+        for session_id, seqs in _by_session(problem.broken).items():
+            console.print(f"    breaks session {session_id} seq {_ranges(seqs)}")
+            sessions.setdefault(session_id, []).extend(seqs)
+    for session_id in sessions:
+        good = repo.last_good(session_id) if repo.exists(session_id) else None
+        if good is not None:
+            console.print(f"session {session_id}: last good checkpoint is seq {good}; "
+                      f"continue from it with `safepoint fork {shlex.quote(session_id)} --at {good}`")  # fmt: skip
+    raise typer.Exit(1)
+
+
+@command()
+def gc(
+    ctx: typer.Context,
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", min=1, metavar="N", help="Keep the last N checkpoints per session.")
+    ] = None,
+    newer_than: Annotated[
+        datetime | None,
+        typer.Option(
+            "--newer-than",
+            parser=lambda text: _parse_since(text),
+            metavar="AGE|DATE",
+            help="Keep checkpoints newer than an age (30m, 12h, 7d, 2w) or a date (2026-01-01).",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be deleted.")] = False,
+) -> None:
+    """Delete old checkpoints (with --keep-last / --newer-than) and every object nothing references."""
+    with spinner("collecting garbage in session") as progress:
+        report = open_repo(ctx).gc(keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress)
+    verb = "would delete" if report.dry_run else "deleted"
+    typer.echo(
+        f"{verb} {report.deleted_checkpoints} checkpoints and {report.deleted_objects} objects, "
+        f"{'would free' if report.dry_run else 'freed'} {human_size(report.freed_bytes)}; "
+        f"kept {report.kept_objects} objects"
+    )
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _parse_since(text: str) -> datetime:
+    """`7d` -> now minus 7 days; `2026-01-01` (local time unless it says otherwise) -> that moment."""
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither an age (30m, 12h, 7d, 2w) nor a date (2026-01-01)") from None
+    return when if when.tzinfo else when.astimezone()
+
+
+def _by_session(broken: list[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for session_id, seq in broken:
+        grouped.setdefault(session_id, []).append(seq)
+    return grouped
+
+
+def _ranges(seqs: list[int]) -> str:
+    """[1, 2, 3, 5] -> `1-3, 5`."""
+    runs: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][-1] + 1:
+            runs[-1].append(seq)
+        else:
+            runs.append([seq])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
