@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from .core import artifacts, bundle, codec, delta, maintenance, open_sessions
+from .core import artifacts, bundle, codec, delta, listing, maintenance, open_sessions, session_index
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
@@ -20,9 +20,11 @@ from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
 from .errors import CheckpointNotFound, ConflictError, CorruptCheckpoint, InvalidState, SafepointError, SessionNotFound
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
-from .runtime import inputs
+from .runtime import effects, inputs
 from .runtime.leases import DEFAULT_TTL, read_lease
 from .runtime.retry import RetryPolicy
+from .runtime.steps import now as timestamp
+from .runtime.wake import wake
 from .session import Session, from_plain
 from .stores import Store, open_store
 
@@ -117,12 +119,55 @@ class Repository:
     ) -> SessionSummary:
         """A session's info with its usage, progress, open questions, in-doubt effects and, when it needs a
         person, why (see core.summary and core.stuck)."""
-        return self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
+        found = self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
+        indexed = session_index.read(self.store, session_segment(found.info.id))
+        if indexed is None or (indexed.get("head") or {}).get("seq", 0) != found.info.seq:
+            Chain(self.store, found.info.id).refresh_summary()  # behind (a crash, an import): heal it
+        return found
 
     def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:
-        """The summary of every session, newest activity first."""
+        """The summary of every session, newest activity first (read from the summary index: one small record
+        per session; see core.session_index)."""
         policy, now = policy or StuckPolicy(), now or datetime.now(UTC)
-        return [self._summary(info, policy, now) for info in self.sessions()]
+        docs = sorted(self._index(), key=session_index.updated_at, reverse=True)
+        return [self._indexed(doc, policy, now) for doc in docs]
+
+    def find_sessions(
+        self,
+        where: listing.SessionFilter | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        policy: StuckPolicy | None = None,
+        now: datetime | None = None,
+    ) -> tuple[listing.Page, list[SessionSummary]]:
+        """One page of the sessions matching `where`, newest activity first, as summaries (with why each needs a
+        person), and the page's counts."""
+        policy, now = policy or StuckPolicy(), now or datetime.now(UTC)
+        found = listing.page(self._index(), where or listing.SessionFilter(), offset=offset, limit=limit)
+        return found, [self._indexed(doc, policy, now) for doc in found.items]
+
+    def overview(
+        self, *, policy: StuckPolicy | None = None, now: datetime | None = None, limit: int = 20
+    ) -> listing.Overview:
+        """Counts by status and agent, usage totals, and the attention list: stuck, waiting, failed, in doubt
+        (newest first, at most `limit` each)."""
+        policy, now = policy or StuckPolicy(), now or datetime.now(UTC)
+        docs = self._index()
+        look = sorted(filter(listing.needs_look, docs), key=session_index.updated_at, reverse=True)
+        lists: dict[str, list[SessionSummary]] = {"stuck": [], "waiting": [], "failed": [], "in_doubt": []}
+        for doc in look:
+            summary = self._indexed(doc, policy, now)
+            status = session_index.status_of(doc)
+            for name, belongs in (
+                ("stuck", summary.stuck is not None),
+                ("waiting", status == "waiting"),
+                ("failed", status == "failed"),
+                ("in_doubt", bool(summary.in_doubt)),
+            ):
+                if belongs and len(lists[name]) < limit:
+                    lists[name].append(summary)
+        return listing.Overview(**listing.counts(docs), **lists)
 
     def lease(self, session_id: str) -> LeaseView | None:
         """Who holds the session's lease and until when; None when nobody does."""
@@ -220,6 +265,52 @@ class Repository:
         """Set one value inside the head state (`data.notes[0]`, `mission.goal`) as an audited edit."""
         return self.set_values(session_id, {path: value})
 
+    def resolve_effect(
+        self, session_id: str, key: str, outcome: str, result: Any = None, *, by: str = "api"
+    ) -> Checkpoint:
+        """Settle an effect in doubt: `outcome="done"` (it happened; `result` is recorded as its result, and the
+        agent gets it back without running the call) or `"retry"` (it did not: the next run calls it again).
+        Refused while a live worker holds the session (its call may still be in flight)."""
+        chain = self._chain(session_id)
+        self._refuse_if_held(session_id, f"resolve effect {key!r}")
+        return chain.checkpoint(effects.resolve(chain, key, outcome, result, by=by))
+
+    def mark_failed(self, session_id: str, reason: str, *, by: str = "api") -> Checkpoint:
+        """Commit the head again as failed, with `reason` as its error (a person gave up on it); audited."""
+        head = self.load(session_id)
+        if head.status in open_sessions.CLOSED:
+            raise SafepointError(f"session {session_id!r} is already {head.status}; nothing was changed")
+        head.runtime["error"] = {"error": f"marked failed by {by}: {reason}"[:2000], "at": timestamp(), "by": by}
+        return self._manual(head, head.runtime, Status.FAILED, step=head.step, how=f"mark failed: {reason}", by=by)
+
+    def retry(self, session_id: str, *, by: str = "api") -> Checkpoint:
+        """Make a failed session runnable again: its head is committed as running with no holder, so a worker
+        (or `safepoint resume`) picks it up and re-runs the step that failed, not the ones before it."""
+        head = self.load(session_id)
+        if head.status is not Status.FAILED:
+            raise SafepointError(f"session {session_id!r} is {head.status}, not failed: nothing to retry")
+        head.runtime.pop("error", None)
+        Chain(self.store, session_id).mark_open()
+        saved = self._manual(head, head.runtime, Status.RUNNING, step=head.step, how="retry", by=by)
+        wake(self.store, session_id)
+        return saved
+
+    def _manual(self, head: Checkpoint, runtime: dict[str, Any], status: Status, *, step: str | None, how: str,
+                by: str) -> Checkpoint:  # fmt: skip
+        meta = {"manual_edit": True, "how": how, "by": by, "schema": head.meta.get("schema")}
+        doc = {"state": head.state, "runtime": runtime}
+        chain = self._chain(head.session)
+        kwargs = {"seq": head.seq + 1, "parent": head.seq, "schema_version": head.schema_version, "previous": None}
+        return chain.commit(doc, step=step, status=status, meta=meta, **kwargs).checkpoint
+
+    def _refuse_if_held(self, session_id: str, what: str) -> None:
+        lease = self.lease(session_id)
+        if lease is not None and lease.live:
+            raise SafepointError(
+                f"cannot {what} of session {session_id!r}: it is held by {lease.owner}, whose call may still be "
+                "running; wait for it, or stop that worker first. Nothing was changed"
+            )
+
     # --- artifacts ---------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
         return artifacts.put_artifact(self.store, name, source, media_type)
@@ -262,6 +353,7 @@ class Repository:
         info = self.info(bundle.import_session(self.store, path, as_id=as_id))
         if info.head is None or info.head.status not in open_sessions.CLOSED:
             Chain(self.store, info.id).mark_open()
+        Chain(self.store, info.id).refresh_summary()
         return info
 
     # --- helpers ---------------------------------------------------------------------------------------
@@ -278,6 +370,30 @@ class Repository:
         reason = stuck_reason(
             info, in_doubt=found.in_doubt, waiting_for=found.waiting_for, recent_times=recent, lease=lease,
             now=now, policy=policy,
+        )  # fmt: skip
+        return replace(found, stuck=reason)
+
+    def _index(self) -> list[dict[str, Any]]:
+        return session_index.entries(self.store, self._refresh_entry)
+
+    def _refresh_entry(self, info_key: str) -> dict[str, Any] | None:
+        """The rebuilt index entry of the session recorded under `info_key`; None when that record is damaged."""
+        try:
+            blob = self.store.get(info_key)
+            return (
+                None if blob is None else Chain(self.store, codec.load_sealed(blob, info_key)["id"]).refresh_summary()
+            )
+        except (SafepointError, KeyError, TypeError):
+            return None
+
+    def _indexed(self, doc: dict[str, Any], policy: StuckPolicy, now: datetime) -> SessionSummary:
+        found = session_index.to_summary(doc)
+        info = found.info
+        lease = self.lease(info.id) if info.status is Status.RUNNING else None
+        times = [datetime.fromtimestamp(t, UTC) for t in doc.get("times") or ()]
+        reason = stuck_reason(
+            info, in_doubt=found.in_doubt, waiting_for=found.waiting_for, recent_times=times, lease=lease, now=now,
+            policy=policy,
         )  # fmt: skip
         return replace(found, stuck=reason)
 

@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import codec, delta, open_sessions
+from . import codec, delta, open_sessions, session_index
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -133,6 +133,8 @@ class Chain:
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
         self._written: dict[int, bytes] = {}  # records (their JSON) this writer committed since its keyframe
+        self._identity: dict[str, Any] | None = None  # the session record, for the summary index entry
+        self._times: list[float] | None = None  # times of the last checkpoints, for the summary index entry
 
     def commit_key(self, seq: int) -> str:
         return f"{self.prefix}{seq:012d}"
@@ -170,8 +172,19 @@ class Chain:
         }
         created = self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
         if created:
+            self._identity, self._times = doc, []
+            self.store.put_hint(session_index.key(self.segment), session_index.entry(doc, None, {}, []))
             self.store.prepare(self.prefix)  # the first checkpoint then costs what every later one does
         return created
+
+    def identity(self) -> dict[str, Any]:
+        """The session record as stored (id, agent, tags, parent, created_at); read once per Chain."""
+        if self._identity is None:
+            blob = self.store.get(self.info_key)
+            if blob is None:
+                raise CheckpointNotFound(f"session {self.id!r} has no session record; see `safepoint fsck`")
+            self._identity = codec.load_sealed(blob, self.info_key)
+        return self._identity
 
     def exists(self) -> bool:
         return self.store.exists(self.info_key)
@@ -369,6 +382,11 @@ class Chain:
         self.last_attempt = codec.payload_digest(sealed)
         # A fixed-width hint: an in-place rewrite never leaves a tail.
         hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []
+        record["_checksum"] = self.last_attempt
+        times = [*self._recent_times(seq), created_at.timestamp()][-session_index.WINDOW :]
+        summary = session_index.entry(self.identity(), record, doc.get("runtime") or {}, times)
+        hints.append((session_index.key(self.segment), summary))
+        del record["_checksum"]
         # The floor: a writer far behind must not re-create a record that a pack has taken over.
         floor = (self.floor_key, seq) if self.store.pack_records else None
         if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence, floor):
@@ -377,6 +395,7 @@ class Chain:
                 "reopen the session to continue from the new head"
             )
         self.known.update(key.rsplit("/", 1)[1] for key in objects)
+        self._times = times
         if self.store.pack_records:
             if not as_delta:
                 if previous is not None and previous.keyframe_seq < seq:
@@ -395,6 +414,20 @@ class Chain:
                 pass  # the commit stands; a worker that finds the entry removes it (see safepoint.core.open_sessions)
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
+
+    def _recent_times(self, seq: int) -> list[float]:
+        """Times of the checkpoints before `seq`, oldest first, as the summary index keeps them."""
+        if self._times is None:
+            found = session_index.read(self.store, self.segment) if seq > 1 else None
+            head = found.get("head") if found else None
+            self._times = list(found["times"]) if head and head.get("seq") == seq - 1 else []
+        return self._times
+
+    def refresh_summary(self) -> dict[str, Any]:
+        """Rebuild this session's summary index entry from the chain itself, write it and return it."""
+        found = session_index.rebuild(self, _parse_time)
+        self._times = list(found["times"])
+        return found
 
     def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
         """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.

@@ -56,6 +56,7 @@ class SessionSummary:
     in_doubt: list[str] = field(default_factory=list)
     error: str | None = None
     stuck: str | None = None  # why it needs a person (core.stuck), or None
+    kept_tokens: float = 0  # tokens of finished steps: what a resume replays instead of spending again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class SessionSummary:
             "in_doubt": self.in_doubt,
             "error": self.error,
             "stuck": self.stuck,
+            "kept_tokens": self.kept_tokens,
         }
 
 
@@ -84,6 +86,7 @@ def summarize(info: SessionInfo, runtime: dict[str, Any]) -> SessionSummary:
         waiting_for=waiting_for(runtime),
         in_doubt=in_doubt(runtime),
         error=error.get("error") if isinstance(error, dict) else None,
+        kept_tokens=kept_tokens(runtime),
     )
 
 
@@ -96,6 +99,7 @@ class Totals:
     by_agent: dict[str, int]
     tokens: float
     cost: float
+    kept_tokens: float = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +108,7 @@ class Totals:
             "by_agent": self.by_agent,
             "tokens": self.tokens,
             "cost": self.cost,
+            "kept_tokens": self.kept_tokens,
         }
 
 
@@ -115,4 +120,5 @@ def totals(summaries: Iterable[SessionSummary]) -> Totals:
         by_agent=dict(Counter(s.info.agent or "" for s in items)),
         tokens=sum(s.tokens for s in items),
         cost=round(sum(s.cost for s in items), 9),
+        kept_tokens=sum(s.kept_tokens for s in items),
     )

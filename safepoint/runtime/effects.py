@@ -7,6 +7,8 @@
   *in doubt* and never silently re-run. With `reconcile`, safepoint asks the outside system: reconcile(key)
   returns `NOT_DONE` (run it now) or the effect's result (it happened; record it). Without one, the session
   waits for a human: `safepoint send ID effect:<key> done` (it happened) or `... retry` (run it again).
+  `resolve` (Repository.resolve_effect, `safepoint resolve`, the dashboard) settles it from outside, also with
+  the result the call had.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import codec
+from ..core.history import Chain
+from ..errors import InvalidAnswer
+from ..model import Status
 from .context import RunContext
+from .inputs import pending
 from .steps import now
+from .wake import wake
 
 
 class _NotDone:
@@ -83,3 +90,52 @@ def _record_done(session: RunContext, key: str, result: Any, *, resolved: bool =
     session.runtime["effects"][key] = entry
     session.save(step=f"effect {key}")
     return plain
+
+
+def resolve(chain: Chain, key: str, outcome: str, result: Any = None, *, by: str = "api") -> int:
+    """Settle effect `key` of the session's head, in doubt: "done" records `result` as its result, "retry" lets
+    the next run call it again. The question the session may be waiting on for it is withdrawn. Returns the new
+    checkpoint's seq; InvalidAnswer (nothing changed) when the effect is not in doubt or the outcome is unknown."""
+    if outcome not in IN_DOUBT_ANSWERS["enum"]:
+        raise InvalidAnswer(
+            f"outcome {outcome!r} for effect {key!r} refused: say 'done' or 'retry'; nothing was changed"
+        )
+    head = chain.head_seq()
+    record, doc = chain.load(head) if head else ({}, {})
+    runtime = doc.setdefault("runtime", {}) if doc else {}
+    found = (runtime.get("effects") or {}).get(key)
+    if found is None or found.get("status") != "intent":
+        doubt = ", ".join(sorted(k for k, r in (runtime.get("effects") or {}).items() if r.get("status") == "intent"))
+        raise InvalidAnswer(
+            f"effect {key!r} of session {chain.id!r} is not in doubt (in doubt: {doubt or 'none'}); nothing was changed"
+        )
+    if outcome == "done":
+        plain = codec.loads(codec.dumps(result, root=f"result of effect {key!r}"))
+        runtime["effects"][key] = {"status": "done", "result": plain, "at": now(), "resolved_in_doubt": True, "by": by}
+    else:
+        runtime["effects"][key] = {**found, "status": "retry", "resolved_by": by, "resolved_at": now()}
+    # An answer left behind would settle the next doubt of this key without asking: withdraw the question.
+    (runtime.get("inputs") or {}).pop(f"effect:{key}", None)
+    status = Status(record["status"])
+    meta = {
+        "manual_edit": True,
+        "how": f"resolve effect {key}: {outcome}",
+        "by": by,
+        "schema": record["meta"].get("schema"),
+    }
+    if status is Status.WAITING:
+        runtime["ready"] = meta["ready"] = not pending(runtime)
+    chain.mark_open()  # work for a worker again (see safepoint.core.open_sessions)
+    saved = chain.commit(
+        doc,
+        seq=head + 1,
+        parent=head,
+        step=f"resolved effect {key}: {outcome}",
+        status=status,
+        schema_version=record.get("schema_version", 1),
+        meta=meta,
+        previous=None,
+    )
+    if status is not Status.WAITING or runtime["ready"]:
+        wake(chain.store, chain.id)
+    return saved.checkpoint.seq

@@ -184,6 +184,12 @@ class Store(ABC):
         keys = self.list(prefix)
         return keys[-1] if keys else None
 
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """(key, value) of every key under `prefix`, sorted. Default: `list` then `get` each (a key removed in
+        between is left out); stores with a query language read them in one."""
+        found = ((key, self.get(key)) for key in self.list(prefix))
+        return [(key, value) for key, value in found if value is not None]
+
     def put_hint(self, key: str, data: bytes) -> None:
         """Write a value that may be lost in a crash (a head hint): readers must tolerate stale or missing."""
         self.put(key, data)

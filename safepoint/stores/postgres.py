@@ -162,6 +162,12 @@ class PostgresStore(Store):
         row = self._one("list", prefix, query, (check_prefix(prefix), prefix_end(prefix)))
         return None if row is None else row[0]
 
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """One range scan of the primary key index."""
+        query = "SELECT key, value FROM {} WHERE key >= %s AND key < %s ORDER BY key"
+        rows = self._all("list", prefix or "<all keys>", query, (check_prefix(prefix), prefix_end(prefix)))
+        return [(key, bytes(value)) for key, value in rows]
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)

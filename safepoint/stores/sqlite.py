@@ -125,6 +125,16 @@ class SQLiteStore(Store):
             row = conn.execute(query, (prefix, prefix_end(prefix))).fetchone()
         return None if row is None else row[0]
 
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """One range scan of the primary key index."""
+        check_prefix(prefix)
+        with self._translate("list", prefix or "<all keys>", writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return []
+            query = "SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key"
+            return [(key, bytes(value)) for key, value in conn.execute(query, (prefix, prefix_end(prefix)))]
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)

@@ -1,0 +1,193 @@
+"""The index of session summaries: one small record per session, so listing 10,000 sessions reads 10,000 small
+values instead of 10,000 chains (and the state of every head).
+
+Key `summaries/<segment>`: a sealed JSON entry with the session's identity, its head's metadata, the figures of
+`core.summary` (usage, finished steps, open questions, in-doubt effects, error) and the times of its last
+`WINDOW` checkpoints (what stuck detection takes the session's own pace from).
+
+- Written with every commit, as one of its hints (`Chain.commit`): in the commit's transaction on SQLite,
+  PostgreSQL and Redis; right after the commit key, in place and without fsync, on the directory store. It is
+  a hint: after a crash between the commit and it, it may lag one commit behind, or be torn.
+- Written when a session is created (no head yet), and by `Chain.refresh_summary` for a session whose entry is
+  missing, damaged or behind (an import, a store written before the index existed, a crash): `entries` lists
+  `sessions/` beside `summaries/` and refreshes what does not match, so the index heals itself on read.
+- The session page reads the chain itself (`Repository.summary`), which is the truth, and refreshes the entry
+  when it finds it behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..errors import CorruptCheckpoint
+from ..model import FORMAT, Checkpoint, SessionInfo, Status
+from ..stores.base import Store
+from . import codec
+from .summary import SessionSummary
+
+PREFIX = "summaries/"
+#: Checkpoint times kept per session: the window stuck detection takes its median interval over.
+WINDOW = 21
+
+
+def key(segment: str) -> str:
+    return f"{PREFIX}{segment}"
+
+
+def figures(runtime: dict[str, Any]) -> dict[str, Any]:
+    """What a summary shows of a head's runtime records, in one pass over its steps."""
+    usage = runtime.get("usage") or {}
+    done = kept = retried = 0
+    for rec in (runtime.get("steps") or {}).values():
+        if rec.get("status") == "done":
+            done += 1
+            kept += int((rec.get("usage") or {}).get("tokens", 0))
+            retried += max(0, int(rec.get("attempts", 1)) - 1)
+    error = runtime.get("error")
+    return {
+        "tokens": usage.get("tokens", 0),
+        "cost": usage.get("cost", 0),
+        "kept_tokens": kept,
+        "steps_done": done,
+        "retries": retried,
+        "waiting_for": sorted(n for n, r in (runtime.get("inputs") or {}).items() if "answer" not in r),
+        "in_doubt": sorted(k for k, r in (runtime.get("effects") or {}).items() if r.get("status") == "intent"),
+        "error": error.get("error") if isinstance(error, dict) else None,
+    }
+
+
+def entry(
+    identity: dict[str, Any], record: dict[str, Any] | None, runtime: dict[str, Any], times: list[float]
+) -> bytes:
+    """The sealed index entry of a session: `identity` is its `sessions/` record, `record` its head's commit
+    record (None before the first checkpoint), `times` the unix times of its last checkpoints, oldest first."""
+    head = None
+    if record is not None:
+        head = {
+            "seq": record["seq"],
+            "parent": record.get("parent"),
+            "created_at": record["created_at"],
+            "step": record.get("step"),
+            "status": record["status"],
+            "schema_version": record.get("schema_version", 1),
+            "checksum": record.get("_checksum", ""),
+            "meta": record.get("meta") or {},
+            "keyframe": "root" in record,
+            "lease": record.get("lease"),
+        }
+    doc = {
+        "format": FORMAT,
+        "id": identity["id"],
+        "agent": identity.get("agent"),
+        "tags": list(identity.get("tags") or []),
+        "parent": identity.get("parent"),
+        "created_at": identity["created_at"],
+        "head": head,
+        "times": times[-WINDOW:],
+        **figures(runtime),
+    }
+    return codec.seal(codec.dumps(doc), compress=False)
+
+
+def read(store: Store, segment: str) -> dict[str, Any] | None:
+    """The entry of one session, or None when it is missing or damaged (a torn hint)."""
+    blob = store.get(key(segment))
+    if blob is None:
+        return None
+    try:
+        return codec.load_sealed(blob, key(segment))
+    except CorruptCheckpoint:
+        return None
+
+
+def rebuild(chain: Any, parse_time: Callable[[str], datetime]) -> dict[str, Any]:
+    """Rebuild the entry of `chain` (a `core.history.Chain`, which calls this) from its records; write it."""
+    head = chain.head_seq()
+    record, runtime, times = None, {}, []
+    if head:
+        record, doc = chain.load(head)
+        runtime = doc.get("runtime") or {}
+        first = max(1, head - WINDOW + 1)
+        times = [parse_time(chain.record(seq)["created_at"]).timestamp() for seq in range(first, head + 1)]
+    blob = entry(chain.identity(), record, runtime, times)
+    chain.store.put_hint(key(chain.segment), blob)
+    return codec.load_sealed(blob, key(chain.segment))
+
+
+def entries(store: Store, refresh: Callable[[str], dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Every session's entry (unsorted). `refresh(info_key)` rebuilds (and writes) the entry of a session whose
+    entry is missing or damaged, or returns None to leave it out (its own record is damaged or gone)."""
+    found = {k[len(PREFIX) :]: blob for k, blob in store.items(PREFIX)}
+    out = []
+    for info_key in store.list("sessions/"):
+        segment = info_key[len("sessions/") :]
+        doc = None
+        blob = found.get(segment)
+        if blob is not None:
+            try:
+                doc = codec.load_sealed(blob, key(segment))
+            except CorruptCheckpoint:
+                doc = None
+        if doc is None:
+            doc = refresh(info_key)
+        if doc is not None:
+            out.append(doc)
+    return out
+
+
+def to_info(doc: dict[str, Any]) -> SessionInfo:
+    """The SessionInfo (head without state) an entry describes."""
+    head = doc.get("head")
+    checkpoint = None
+    if head is not None:
+        checkpoint = Checkpoint(
+            session=doc["id"],
+            seq=head["seq"],
+            parent=head.get("parent"),
+            created_at=datetime.fromisoformat(head["created_at"]),
+            step=head.get("step"),
+            status=Status(head["status"]),
+            schema_version=head.get("schema_version", 1),
+            format=doc.get("format", FORMAT),
+            checksum=head.get("checksum", ""),
+            meta=head.get("meta") or {},
+            keyframe=bool(head.get("keyframe")),
+            lease=head.get("lease"),
+        )
+    return SessionInfo(
+        id=doc["id"],
+        agent=doc.get("agent"),
+        tags=list(doc.get("tags") or []),
+        parent=doc.get("parent"),
+        created_at=datetime.fromisoformat(doc["created_at"]),
+        head=checkpoint,
+    )
+
+
+def to_summary(doc: dict[str, Any], stuck: str | None = None) -> SessionSummary:
+    return SessionSummary(
+        info=to_info(doc),
+        tokens=doc.get("tokens", 0),
+        cost=doc.get("cost", 0),
+        steps_done=doc.get("steps_done", 0),
+        retries=doc.get("retries", 0),
+        waiting_for=list(doc.get("waiting_for") or []),
+        in_doubt=list(doc.get("in_doubt") or []),
+        error=doc.get("error"),
+        stuck=stuck,
+        kept_tokens=doc.get("kept_tokens", 0),
+    )
+
+
+def status_of(doc: dict[str, Any]) -> str:
+    """The head's status as text ("new" before the first checkpoint)."""
+    head = doc.get("head")
+    return head["status"] if head else "new"
+
+
+def updated_at(doc: dict[str, Any]) -> str:
+    """When the session last changed, as ISO text (sorts as time: every entry is written in UTC)."""
+    head = doc.get("head")
+    return head["created_at"] if head else doc["created_at"]
