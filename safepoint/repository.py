@@ -18,6 +18,7 @@ from .core.migrations import Migrations
 from .core.paths import assign
 from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
+from .core.timeline import TimelineRow, timeline
 from .errors import CheckpointNotFound, ConflictError, CorruptCheckpoint, InvalidState, SafepointError, SessionNotFound
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
 from .runtime import effects, inputs
@@ -169,6 +170,16 @@ class Repository:
                     lists[name].append(summary)
         return listing.Overview(**listing.counts(docs), **lists)
 
+    def timeline(self, session_id: str) -> list[TimelineRow]:
+        """The checkpoints of a session with what each step took, spent, retried and why it failed (core.timeline)."""
+        history = self.history(session_id)
+        return timeline(history, self.load(session_id).runtime if history else {})
+
+    def children(self, session_id: str) -> list[SessionInfo]:
+        """Sessions started from this one (forks, hand-offs), newest activity first (read from the summary index)."""
+        docs = [d for d in self._index() if (d.get("parent") or {}).get("session") == session_id]
+        return [session_index.to_info(d) for d in sorted(docs, key=session_index.updated_at, reverse=True)]
+
     def lease(self, session_id: str) -> LeaseView | None:
         """Who holds the session's lease and until when; None when nobody does."""
         try:
@@ -226,7 +237,7 @@ class Repository:
 
     # --- manual edits, audited ------------------------------------------------------------------------
     def replace_state(
-        self, session_id: str, state: Any, *, how: str = "edit", expect_seq: int | None = None
+        self, session_id: str, state: Any, *, how: str = "edit", expect_seq: int | None = None, by: str | None = None
     ) -> Checkpoint:
         """Commit `state` as a new head, marked as a manual edit (validated against the session's schema).
 
@@ -248,18 +259,30 @@ class Repository:
                 step=head.step,
                 status=head.status,
                 schema_version=head.schema_version,
-                meta={"manual_edit": True, "how": how, "schema": head.meta.get("schema")},
+                meta={"manual_edit": True, "how": how, "schema": head.meta.get("schema"), **({"by": by} if by else {})},
                 previous=None,
             )
             .checkpoint
         )
 
-    def set_values(self, session_id: str, values: dict[str, Any]) -> Checkpoint:
-        """Set values inside the head state (`{"data.notes[0]": "x", "mission.goal": "y"}`) as one audited edit."""
+    def set_values(
+        self, session_id: str, values: dict[str, Any], *, expect_seq: int | None = None, by: str | None = None
+    ) -> Checkpoint:
+        """Set values inside the head state (`{"data.notes[0]": "x", "mission.goal": "y"}`) as one audited edit.
+
+        With `expect_seq`, refuse (ConflictError) if the head is no longer that checkpoint (the editor saw an
+        older state). `by` names who edited (recorded in the checkpoint's metadata).
+        """
         head = self.load(session_id)
+        if expect_seq is not None and head.seq != expect_seq:
+            raise ConflictError(
+                f"session {session_id!r} moved from seq {expect_seq} to {head.seq} since the edit began; "
+                "nothing was committed: redo the edit on the new head"
+            )
         for path, value in values.items():
             assign(head.state, path, value, session_id)
-        return self.replace_state(session_id, head.state, how="set " + ", ".join(values), expect_seq=head.seq)
+        how = "set " + ", ".join(values)
+        return self.replace_state(session_id, head.state, how=how, expect_seq=head.seq, by=by)
 
     def set_value(self, session_id: str, path: str, value: Any) -> Checkpoint:
         """Set one value inside the head state (`data.notes[0]`, `mission.goal`) as an audited edit."""

@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import codec, delta, open_sessions, session_index
+from . import changes, codec, delta, open_sessions, session_index
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -396,6 +396,7 @@ class Chain:
             )
         self.known.update(key.rsplit("/", 1)[1] for key in objects)
         self._times = times
+        changes.announce(self.store, self.id)
         if self.store.pack_records:
             if not as_delta:
                 if previous is not None and previous.keyframe_seq < seq:

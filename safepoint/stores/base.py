@@ -138,6 +138,8 @@ class Store(ABC):
     #: prefix means listing them all. Stores whose `last` is one index lookup set it False: a commit then
     #: writes one key less.
     head_hints: bool = True
+    #: True when `notify` / `listen` carry notifications between processes (PostgreSQL's LISTEN/NOTIFY).
+    can_notify: bool = False
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:

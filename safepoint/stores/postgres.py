@@ -96,6 +96,7 @@ class PostgresStore(Store):
 
     durable = True
     head_hints = False  # `last` is an index lookup
+    can_notify = True
     cheap_create = True  # an INSERT ... ON CONFLICT DO NOTHING costs one round trip, like an exists check
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
