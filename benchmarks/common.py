@@ -199,29 +199,33 @@ def installed(name: str) -> str:
         return "not installed"
 
 
-def describe_machine(tmp_base: Path | None, *, packages: Sequence[str] = ()) -> list[str]:
-    """The lines every results section starts with: CPU (and virtualisation), RAM, the filesystem the stores
-    are on (left out when `tmp_base` is None: the benchmark stores nothing locally), OS, Python and SQLite,
-    safepoint's version and git revision (with the versions of `packages`), and the load average."""
+def machine_facts(tmp_base: Path | None, *, packages: Sequence[str] = ()) -> dict[str, str]:
+    """What every results section says about its run: CPU (and virtualisation), RAM, the filesystem the
+    stores are on (left out when `tmp_base` is None: the benchmark stores nothing on this machine's disk), OS,
+    Python and SQLite, safepoint's version and git revision (with the versions of `packages`), and the load."""
     virt = _virtualisation()
     load = os.getloadavg()
-    lines = [
-        f"CPU: {_cpu_model()} ({platform.machine()}{', ' + virt + ' guest' if virt else ''}), {os.cpu_count()} cores",
-        f"RAM: {_ram_bytes() / 2**30:.1f} GiB",
-    ]
+    facts = {
+        "CPU": f"{_cpu_model()} ({platform.machine()}{', ' + virt + ' guest' if virt else ''}), {os.cpu_count()} cores",
+        "RAM": f"{_ram_bytes() / 2**30:.1f} GiB",
+    }
     if tmp_base is not None:
         fs = filesystem_of(tmp_base)
-        lines.append(
-            f"Stores in: `{tmp_base}` on {fs['type']} ({fs['source']} mounted at {fs['mount']}, {fs['options']})"
-        )
-    versions = "".join(f", {name} {installed(name)}" for name in packages)
-    lines += [
-        f"OS: {platform.system()} {platform.release()}; Python {platform.python_version()}; "
-        f"SQLite {sqlite3.sqlite_version}",
-        f"safepoint {sp.__version__}, git {_git_revision()}{versions}",
-        f"Load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
-    ]
-    return lines
+        facts["Stores in"] = f"`{tmp_base}` on {fs['type']} ({fs['source']} mounted at {fs['mount']}, {fs['options']})"
+    facts["OS"] = (
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}"
+    )
+    facts["Versions"] = f"safepoint {sp.__version__}, git {_git_revision()}" + "".join(
+        f", {name} {installed(name)}" for name in packages
+    )
+    facts["Load average at start"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    return facts
+
+
+def describe_machine(tmp_base: Path | None, *, packages: Sequence[str] = ()) -> list[str]:
+    """`machine_facts` as the lines a results section starts with (`- ` each in Markdown)."""
+    facts = machine_facts(tmp_base, packages=packages)
+    return [value if name == "Versions" else f"{name}: {value}" for name, value in facts.items()]
 
 
 def choose_tmp_base(requested: str | None) -> Path:
