@@ -60,7 +60,7 @@ def section_chat(settings: Settings, tmp: Path, report: Report) -> None:
     section.notes += [
         'One session, `schema=dict`, state `{"messages": [...]}`; each step appends one message '
         '`{"role": "user"|"assistant", "content": <480 characters of words>}` (~510 bytes of JSON) and '
-        'saves. "state JSON" is `len(safepoint.codec.dumps(state))` at that step; the target is at most 3x it.',
+        'saves. "state JSON" is `len(safepoint.core.codec.dumps(state))` at that step; the target is at most 3x it.',
         "File store: *apparent* = the sum of the files' sizes; *allocated* = `st_blocks * 512`, the disk space "
         "the files really take. Every file takes at least one 4 KiB block, and the store writes one commit file "
         "per checkpoint (plus objects), so 1,000 checkpoints allocate at least ~4 MB however small their "

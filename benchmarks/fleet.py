@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 target.close()
     results.notes += [
         "Save: `session.save()` on a session opened with its lease, as an agent does; the raw floor writes the "
-        "same canonical JSON bytes (`safepoint.codec.dumps(state)`) in one statement on its own connection "
+        "same canonical JSON bytes (`safepoint.core.codec.dumps(state)`) in one statement on its own connection "
         "(PostgreSQL: `INSERT` into a plain table, autocommit, so one commit each; Redis: `SET`). The two "
         "alternate. Steady state: ~1% of the state's string leaves replaced before each save, and the raw "
         "floor writes the whole state again.",

@@ -42,6 +42,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 import safepoint
+import safepoint.core.codec
 from safepoint.integrations.langgraph import SafepointSaver
 
 WORDS = (
@@ -145,7 +146,7 @@ def run(subject: Subject, steps: int, console: Callable[[str], None]) -> None:
     assert len(state["messages"]) == steps, len(state["messages"])
     kind, data = JsonPlusSerializer().dumps_typed(state["messages"])
     subject.results["state_msgpack"] = len(data)
-    subject.results["state_json"] = len(safepoint.codec.dumps(safepoint.codec.loads(_json_state(state))))
+    subject.results["state_json"] = len(safepoint.core.codec.dumps(safepoint.core.codec.loads(_json_state(state))))
 
     loads = []
     for _ in range(10):
@@ -207,7 +208,7 @@ def _json_state(state: dict[str, Any]) -> bytes:
     from safepoint.integrations._langgraph_values import Values
 
     values = Values(JsonPlusSerializer())
-    return safepoint.codec.dumps({key: values.encode(value, key) for key, value in state.items()})
+    return safepoint.core.codec.dumps({key: values.encode(value, key) for key, value in state.items()})
 
 
 # --- reporting ----------------------------------------------------------------------------------------------
