@@ -36,6 +36,7 @@ class Repository:
     def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, migrations: Migrations | None = None):
         self.store = open_store(store)
         self.migrations = migrations or Migrations()
+        self._index_cache: dict[str, tuple[bytes, dict[str, Any]]] = {}  # decoded summary index entries
 
     @property
     def url(self) -> str:
@@ -397,7 +398,7 @@ class Repository:
         return replace(found, stuck=reason)
 
     def _index(self) -> list[dict[str, Any]]:
-        return session_index.entries(self.store, self._refresh_entry)
+        return session_index.entries(self.store, self._refresh_entry, self._index_cache)
 
     def _refresh_entry(self, info_key: str) -> dict[str, Any] | None:
         """The rebuilt index entry of the session recorded under `info_key`; None when that record is damaged."""

@@ -62,7 +62,7 @@ class Page:
 
 def page(docs: list[dict[str, Any]], where: SessionFilter, *, offset: int = 0, limit: int = 50) -> Page:
     """The entries matching `where`, newest activity first, from `offset`, at most `limit`."""
-    found = [doc for doc in docs if where.matches(doc)]
+    found = [doc for doc in docs if where.matches(doc)] if where != SessionFilter() else list(docs)
     found.sort(key=session_index.updated_at, reverse=True)
     offset = max(0, offset)
     return Page(found[offset : offset + limit], len(found), offset, limit)

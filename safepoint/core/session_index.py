@@ -116,24 +116,40 @@ def rebuild(chain: Any, parse_time: Callable[[str], datetime]) -> dict[str, Any]
     return codec.load_sealed(blob, key(chain.segment))
 
 
-def entries(store: Store, refresh: Callable[[str], dict[str, Any] | None]) -> list[dict[str, Any]]:
+def entries(
+    store: Store,
+    refresh: Callable[[str], dict[str, Any] | None],
+    cache: dict[str, tuple[bytes, dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
     """Every session's entry (unsorted). `refresh(info_key)` rebuilds (and writes) the entry of a session whose
-    entry is missing or damaged, or returns None to leave it out (its own record is damaged or gone)."""
+    entry is missing or damaged, or returns None to leave it out (its own record is damaged or gone).
+
+    `cache` (segment -> (entry bytes, decoded entry)) spares decoding entries whose bytes have not changed
+    since the last call that was given the same cache; it is brought up to date here.
+    """
     found = {k[len(PREFIX) :]: blob for k, blob in store.items(PREFIX)}
+    cache = {} if cache is None else cache
     out = []
     for info_key in store.list("sessions/"):
         segment = info_key[len("sessions/") :]
         doc = None
         blob = found.get(segment)
         if blob is not None:
-            try:
-                doc = codec.load_sealed(blob, key(segment))
-            except CorruptCheckpoint:
-                doc = None
+            cached = cache.get(segment)
+            if cached is not None and cached[0] == blob:
+                doc = cached[1]
+            else:
+                try:
+                    doc = codec.load_sealed(blob, key(segment))
+                    cache[segment] = (blob, doc)
+                except CorruptCheckpoint:
+                    doc = None
         if doc is None:
             doc = refresh(info_key)
         if doc is not None:
             out.append(doc)
+    for gone in cache.keys() - found.keys():
+        del cache[gone]
     return out
 
 

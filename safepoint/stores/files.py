@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import FenceMismatch, StorageError
-from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_commit, check_key
+from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_commit, check_key, check_prefix
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -132,6 +132,25 @@ class FileStore(Store):
         with self._translate("list", prefix or "<all keys>", writing=False):
             keys = _walk(self.root / head if head else self.root, head + "/" if head else "", stem)
         return sorted(keys)
+
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """One directory scan and a read per file (no per-key checks: the names come from the scan)."""
+        head, _, stem = check_prefix(prefix).rpartition("/")
+        found: list[tuple[str, bytes]] = []
+        with self._translate("list", prefix or "<all keys>", writing=False):
+            try:
+                entries = list(os.scandir(self.root / head if head else self.root))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            for entry in entries:
+                if not entry.name.startswith(stem) or not _SEGMENT.fullmatch(entry.name):
+                    continue  # temp files, the lock
+                key = f"{head}/{entry.name}" if head else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    found.extend(super().items(key + "/"))
+                elif (data := _read(entry.path)) is not None:
+                    found.append((key, data))
+        return sorted(found)
 
     def _delete(self, key: str) -> bool:
         path = self.root / key
@@ -333,7 +352,7 @@ class FileStore(Store):
         return error
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: str | Path) -> bytes | None:
     # os-level, not open(): a buffered file object costs five more syscalls (fstat, ioctl, lseek...) per read,
     # and a save reads the lease record and the packed floor.
     try:

@@ -182,6 +182,15 @@ class StoreTests:
         assert store.list("zz") == []
         assert store.list("b/") == []
 
+    def test_items_match_list_and_get(self, store: Store) -> None:
+        keys = ["b", "a/y", "ab", "a0/x", "a/x", "a/x.1/z", "c/d/e/f"]
+        for key in keys:
+            store.put_if_absent(key, b"value of " + key.encode())
+        for prefix in ("", "a/", "a", "a/x", "c/d/", "zz", "b/"):
+            assert store.items(prefix) == [(key, store.get(key)) for key in store.list(prefix)], prefix
+        store.put("a/y", b"changed")
+        assert dict(store.items("a/"))["a/y"] == b"changed"
+
     def test_list_empty_store(self, store: Store) -> None:
         assert store.list() == []
         assert store.list("a/") == []
