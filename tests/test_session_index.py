@@ -186,3 +186,25 @@ def test_timeline_rows(repo: sp.Repository) -> None:
     assert rows[0].tokens == 50 and rows[0].duration is None and rows[1].duration >= 0
     assert rows[2].audit == "set data.note (by cli)" and rows[0].audit is None
     assert codec.loads(codec.dumps([r.to_dict() for r in rows]))[2]["audit"] == "set data.note (by cli)"
+
+
+def test_the_cli_resolves_fails_and_retries(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from safepoint.cli import app
+
+    store = str(tmp_path / "s")
+    repo = sp.open(store)
+    fleet(repo)
+    run = CliRunner().invoke
+    bad = run(app, ["--store", store, "resolve", "doubt", "email:42", "done", "--result", "{nope"])
+    assert bad.exit_code == 1 and "not valid JSON" in bad.output and repo.summary("doubt").in_doubt == ["email:42"]
+    done = run(app, ["--store", store, "resolve", "doubt", "email:42", "done", "--result", '{"id": 1}'])
+    assert done.exit_code == 0 and repo.load("doubt").runtime["effects"]["email:42"]["result"] == {"id": 1}
+    assert repo.load("doubt").meta["by"] == "cli"
+    assert run(app, ["--store", store, "fail", "waiting", "--reason", "abandoned"]).exit_code == 0
+    assert repo.info("waiting").status is sp.Status.FAILED and "abandoned" in repo.summary("waiting").error
+    assert run(app, ["--store", store, "retry", "waiting"]).exit_code == 0
+    assert repo.info("waiting").status is sp.Status.RUNNING
+    refused = run(app, ["--store", store, "retry", "done"])
+    assert refused.exit_code == 1 and "not failed" in refused.output

@@ -1,4 +1,4 @@
-"""Commands that change a session, each as an audited checkpoint: `edit`, `set`, `fork`."""
+"""Commands that change a session, each as an audited checkpoint: `edit`, `set`, `fork`, `resolve`, `fail`, `retry`."""
 
 from __future__ import annotations
 
@@ -106,3 +106,43 @@ def _assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:  # a usage error (exit 2), like any malformed argument
         raise typer.BadParameter(f"{text!r} has no '='; write PATH=VALUE, e.g. data.status=done")
     return parse_assignment(text)
+
+
+@command()
+def resolve(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The effect's idempotency key (see `safepoint show`).")],
+    outcome: Annotated[str, typer.Argument(metavar="done|retry", help="done: it happened; retry: run it again.")],
+    result: Annotated[
+        str | None, typer.Option("--result", metavar="JSON", help="With done: the result the call had.")
+    ] = None,
+) -> None:
+    """Settle an effect in doubt (started, never recorded as done): it happened (with its result), or run it again."""
+    repo = open_repo(ctx)
+    value = None
+    if result is not None:
+        try:
+            value = parse_json(result)
+        except ValueError as exc:
+            fail(f"--result is not valid JSON ({exc}); nothing was changed")
+    checkpoint = repo.resolve_effect(session_id, key, outcome, value, by="cli")
+    typer.echo(f"session {session_id}: effect {key!r} resolved as {outcome} at seq {checkpoint.seq}")
+
+
+@command("fail")
+def fail_(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded as the session's error).")],
+) -> None:
+    """Mark a session failed by hand (an audited checkpoint); workers leave it alone until `safepoint retry`."""
+    checkpoint = open_repo(ctx).mark_failed(session_id, reason, by="cli")
+    typer.echo(f"session {session_id}: marked failed at seq {checkpoint.seq}")
+
+
+@command()
+def retry(ctx: typer.Context, session_id: SessionArg) -> None:
+    """Make a failed session runnable again: a worker (or `safepoint resume`) re-runs the step that failed."""
+    checkpoint = open_repo(ctx).retry(session_id, by="cli")
+    typer.echo(f"session {session_id}: running again from seq {checkpoint.seq}; a worker or `safepoint resume` runs it")
