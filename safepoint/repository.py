@@ -37,6 +37,7 @@ class Repository:
         self.store = open_store(store)
         self.migrations = migrations or Migrations()
         self._index_cache: dict[str, tuple[bytes, dict[str, Any]]] = {}  # decoded summary index entries
+        self._mirror: session_index.Mirror | None = None
 
     @property
     def url(self) -> str:
@@ -158,18 +159,23 @@ class Repository:
         docs = self._index()
         look = sorted(filter(listing.needs_look, docs), key=session_index.updated_at, reverse=True)
         lists: dict[str, list[SessionSummary]] = {"stuck": [], "waiting": [], "failed": [], "in_doubt": []}
+        totals = dict.fromkeys(lists, 0)
         for doc in look:
-            summary = self._indexed(doc, policy, now)
             status = session_index.status_of(doc)
+            stuck = self._stuck(doc, session_index.to_info(doc), policy, now)
+            summary = None
             for name, belongs in (
-                ("stuck", summary.stuck is not None),
+                ("stuck", stuck is not None),
                 ("waiting", status == "waiting"),
                 ("failed", status == "failed"),
-                ("in_doubt", bool(summary.in_doubt)),
+                ("in_doubt", bool(doc.get("in_doubt"))),
             ):
-                if belongs and len(lists[name]) < limit:
-                    lists[name].append(summary)
-        return listing.Overview(**listing.counts(docs), **lists)
+                if belongs:
+                    totals[name] += 1
+                    if len(lists[name]) < limit:
+                        summary = summary or session_index.to_summary(doc, stuck)
+                        lists[name].append(summary)
+        return listing.Overview(**listing.counts(docs), **lists, totals=totals)
 
     def timeline(self, session_id: str) -> list[TimelineRow]:
         """The checkpoints of a session with what each step took, spent, retried and why it failed (core.timeline)."""
@@ -397,7 +403,16 @@ class Repository:
         )  # fmt: skip
         return replace(found, stuck=reason)
 
+    def follow_index(self, max_age: float = 1.0) -> session_index.Mirror:
+        """Keep the summary index in memory, for a long-running front end: from now on listings (summaries,
+        find_sessions, overview, children) read the copy, refreshed when older than `max_age` seconds. Call
+        `Mirror.reload([id])` after a change the caller must see at once (its own actions)."""
+        self._mirror = session_index.Mirror(self.store, self._refresh_entry, max_age)
+        return self._mirror
+
     def _index(self) -> list[dict[str, Any]]:
+        if self._mirror is not None:
+            return self._mirror.docs()
         return session_index.entries(self.store, self._refresh_entry, self._index_cache)
 
     def _refresh_entry(self, info_key: str) -> dict[str, Any] | None:
@@ -412,14 +427,16 @@ class Repository:
 
     def _indexed(self, doc: dict[str, Any], policy: StuckPolicy, now: datetime) -> SessionSummary:
         found = session_index.to_summary(doc)
-        info = found.info
+        return replace(found, stuck=self._stuck(doc, found.info, policy, now))
+
+    def _stuck(self, doc: dict[str, Any], info: SessionInfo, policy: StuckPolicy, now: datetime) -> str | None:
+        """Why an indexed session needs a person (core.stuck); reads the lease of a running one."""
         lease = self.lease(info.id) if info.status is Status.RUNNING else None
-        times = [datetime.fromtimestamp(t, UTC) for t in doc.get("times") or ()]
-        reason = stuck_reason(
-            info, in_doubt=found.in_doubt, waiting_for=found.waiting_for, recent_times=times, lease=lease, now=now,
-            policy=policy,
+        times = [datetime.fromtimestamp(t, UTC) for t in doc.get("times") or ()] if lease is None or lease.live else []
+        return stuck_reason(
+            info, in_doubt=doc.get("in_doubt") or [], waiting_for=doc.get("waiting_for") or [], recent_times=times,
+            lease=lease, now=now, policy=policy,
         )  # fmt: skip
-        return replace(found, stuck=reason)
 
     def _chain(self, session_id: str) -> Chain:
         chain = Chain(self.store, session_id)

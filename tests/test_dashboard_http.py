@@ -198,7 +198,7 @@ def test_a_non_loopback_bind_refuses_to_start_without_a_token(
 
 
 def test_the_change_feed_reports_a_commit_within_a_second(repo: sp.Repository) -> None:
-    feed = ChangeFeed(repo.store, poll=0.2)
+    feed = ChangeFeed(repo.store, repo.follow_index(max_age=0.2), poll=0.2)
 
     async def scenario() -> tuple[list[str], float]:
         queue = feed.subscribe()

@@ -208,3 +208,23 @@ def test_the_cli_resolves_fails_and_retries(tmp_path: Path) -> None:
     assert repo.info("waiting").status is sp.Status.RUNNING
     refused = run(app, ["--store", store, "retry", "done"])
     assert refused.exit_code == 1 and "not failed" in refused.output
+
+
+def test_a_followed_index_is_a_copy_at_most_max_age_old(repo: sp.Repository) -> None:
+    import time
+
+    fleet(repo)
+    mirror = repo.follow_index(max_age=0.3)
+    assert len(repo.summaries()) == 6 and mirror.loaded
+    with repo.session("done") as s:
+        s.save("again")
+    assert repo.info("done").seq == 3 and [s.info.seq for s in repo.summaries() if s.info.id == "done"] == [2]
+    mirror.reload(["done"], session_segment)  # a change the reader made itself: seen at once
+    assert [s.info.seq for s in repo.summaries() if s.info.id == "done"] == [3]
+    with repo.session("done") as s:
+        s.save("and again")
+    time.sleep(0.35)
+    assert [s.info.seq for s in repo.summaries() if s.info.id == "done"] == [4]  # older than max_age: re-read
+    with repo.session("new-one") as s:
+        s.save("first")
+    assert mirror.refresh() == ["new-one"]

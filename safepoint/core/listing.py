@@ -82,6 +82,8 @@ class Overview:
     waiting: list[SessionSummary] = field(default_factory=list)
     failed: list[SessionSummary] = field(default_factory=list)
     in_doubt: list[SessionSummary] = field(default_factory=list)
+    #: how many sessions each list has in all (the lists above stop at a limit)
+    totals: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class Overview:
             "tokens": self.tokens,
             "cost": self.cost,
             "kept_tokens": self.kept_tokens,
+            "totals": self.totals,
             **{name: [s.to_dict() for s in getattr(self, name)] for name in ("stuck", "waiting", "failed", "in_doubt")},
         }
 

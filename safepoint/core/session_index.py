@@ -17,7 +17,9 @@ Key `summaries/<segment>`: a sealed JSON entry with the session's identity, its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -151,6 +153,60 @@ def entries(
     for gone in cache.keys() - found.keys():
         del cache[gone]
     return out
+
+
+class Mirror:
+    """The index kept in memory by a long-running reader (the dashboard): listings read the copy, never more than
+    `max_age` seconds old. `refresh()` re-reads every entry (decoding only those whose bytes changed) and says
+    which sessions changed; `reload(ids)` re-reads a few at once (after a change the reader made itself, or one
+    a notification announced)."""
+
+    def __init__(self, store: Store, refresh: Callable[[str], dict[str, Any] | None], max_age: float) -> None:
+        self.store = store
+        self.max_age = max_age
+        self._rebuild = refresh
+        self._cache: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self._docs: list[dict[str, Any]] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._docs is not None
+
+    def docs(self) -> list[dict[str, Any]]:
+        """Every session's entry, as of at most `max_age` seconds ago."""
+        docs = self._docs
+        if docs is None or time.monotonic() - self._at > self.max_age:
+            self.refresh()
+            docs = self._docs
+        return docs or []
+
+    def refresh(self) -> list[str]:
+        """Read the whole index again; return the ids of the sessions whose entry changed (all, the first time)."""
+        with self._lock:
+            before = {segment: blob for segment, (blob, _) in self._cache.items()}
+            started = time.monotonic()
+            docs = entries(self.store, self._rebuild, self._cache)
+            self._docs, self._at = docs, started
+            return [doc["id"] for segment, (blob, doc) in self._cache.items() if before.get(segment) != blob]
+
+    def reload(self, session_ids: Iterable[str], segment_of: Callable[[str], str]) -> None:
+        """Re-read the entries of `session_ids` now (ids of sessions that no longer exist are dropped)."""
+        with self._lock:
+            if self._docs is None:
+                return
+            for session_id in session_ids:
+                segment = segment_of(session_id)
+                blob = self.store.get(key(segment))
+                if blob is None or not self.store.exists(f"sessions/{segment}"):
+                    self._cache.pop(segment, None)
+                    continue
+                try:
+                    self._cache[segment] = (blob, codec.load_sealed(blob, key(segment)))
+                except CorruptCheckpoint:
+                    self._cache.pop(segment, None)
+            self._docs = [doc for _, doc in self._cache.values()]
 
 
 def to_info(doc: dict[str, Any]) -> SessionInfo:

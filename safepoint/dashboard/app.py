@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from ..core.history import session_segment
 from ..core.stuck import StuckPolicy
 from ..errors import SafepointError, SessionNotFound
 from ..repository import Repository
@@ -56,7 +57,14 @@ class Dashboard:
         self.repo = repo
         self.templates = views.templates()
         self.guard = Guard(settings.token)
-        self.feed = ChangeFeed(repo.store, poll=settings.poll)
+        # Pages list from an in-memory copy of the summary index, at most `poll` seconds old; the feed keeps it
+        # current and the actions reload what they changed.
+        self.index = repo.follow_index(max_age=settings.poll)
+        self.feed = ChangeFeed(repo.store, self.index, poll=settings.poll)
+
+    def changed(self, *session_ids: str) -> None:
+        """After an action: the next page shows its result at once."""
+        self.index.reload(session_ids, session_segment)
 
     def render(self, request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:
         base = {

@@ -1,10 +1,12 @@
 """Live updates: which sessions changed, pushed to the open pages as server-sent events.
 
-One `ChangeFeed` per app, started by the first page that listens and stopped with the app. It learns of
-changes from the store's change channel where the store has one (PostgreSQL's LISTEN/NOTIFY: writers announce
-each commit, see core.changes), with a slow look at the summary index as a safety net; elsewhere it looks at
-the index every `poll` seconds (reading each entry's checksum, not decoding it) and reports the sessions whose
-entry changed. Each page gets the ids in a `change` event and refreshes the parts that show them (live.js).
+One `ChangeFeed` per app, started by the first page that listens and stopped with the app. It keeps the app's
+in-memory copy of the summary index (`core.session_index.Mirror`) current and reports the sessions whose entry
+changed. It learns of changes from the store's change channel where the store has one (PostgreSQL's
+LISTEN/NOTIFY: writers announce each commit, see core.changes) and re-reads just those entries, with a full look
+every SAFETY_POLL seconds as a safety net; elsewhere it re-reads the index every `poll` seconds (decoding only
+the entries whose bytes changed). Each page gets the ids in a `change` event and refreshes the parts that show
+them (live.js).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections.abc import AsyncIterator
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
-from ..core import changes, codec, session_index
+from ..core import changes, session_index
+from ..core.history import session_segment
 from ..errors import SafepointError
 from ..stores.base import Listener, Store
 
@@ -30,14 +33,14 @@ KEEPALIVE = 15  # seconds between SSE comments that keep proxies from closing an
 class ChangeFeed:
     """Reports the ids of changed sessions to every subscribed queue."""
 
-    def __init__(self, store: Store, *, poll: float = 1.0) -> None:
+    def __init__(self, store: Store, index: session_index.Mirror, *, poll: float = 1.0) -> None:
         self.store = store
+        self.index = index
         self.poll = poll
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[list[str]]]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._digests: dict[str, str] | None = None
 
     def subscribe(self) -> asyncio.Queue[list[str]]:
         queue: asyncio.Queue[list[str]] = asyncio.Queue(maxsize=100)
@@ -65,7 +68,10 @@ class ChangeFeed:
 
     def _run(self) -> None:
         listener = self._listen()
-        self.changed()  # the starting point: every later look reports differences from it
+        loaded = self.index.loaded
+        first = self.changed()
+        if loaded:  # changes since a page read the copy: theirs to show (else this look is the starting point)
+            self._publish(first)
         last_look = time.monotonic()
         while not self._stop.is_set():
             if listener is not None:
@@ -78,6 +84,8 @@ class ChangeFeed:
                 if changes.EVERYTHING in ids or time.monotonic() - last_look > SAFETY_POLL:
                     ids = self.changed()
                     last_look = time.monotonic()
+                elif ids:
+                    self._reload(ids)
                 self._publish(ids)
             else:
                 started = time.monotonic()
@@ -95,21 +103,17 @@ class ChangeFeed:
             return None
 
     def changed(self) -> list[str]:
-        """Ids of the sessions whose index entry changed since the last call (all of them the first time: [])."""
+        """Re-read the index; the ids of the sessions whose entry changed since the last look."""
         try:
-            found = {key: codec.payload_digest(blob) for key, blob in self.store.items(session_index.PREFIX)}
+            return self.index.refresh()
         except SafepointError:
             return []  # the store is unreachable for now: look again later
-        before, self._digests = self._digests, found
-        if before is None:
-            return []
-        ids = []
-        for key, digest in found.items():
-            if before.get(key) != digest:
-                doc = session_index.read(self.store, key[len(session_index.PREFIX) :])
-                if doc is not None:
-                    ids.append(doc["id"])
-        return ids
+
+    def _reload(self, ids: list[str]) -> None:
+        try:
+            self.index.reload(ids, session_segment)
+        except SafepointError:
+            pass  # the next full look catches up
 
 
 def _offer(queue: asyncio.Queue[list[str]], ids: list[str]) -> None:

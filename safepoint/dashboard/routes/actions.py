@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -25,8 +26,6 @@ BY = "dashboard"
 
 async def _act(request: Request, action: Callable[[Any, str, dict[str, str]], str | None]) -> Response:
     """Run `action(repo, session_id, form)` in a worker thread; redirect to the page it names, or show why not."""
-    from starlette.concurrency import run_in_threadpool
-
     dash = request.app.state.dashboard
     session_id = request.path_params["session_id"]
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
@@ -35,6 +34,7 @@ async def _act(request: Request, action: Callable[[Any, str, dict[str, str]], st
     except (SafepointError, ValueError) as exc:
         ctx = await run_in_threadpool(context, request, session_id, error=str(exc), form=form)
         return dash.render(request, "session.html", ctx, status=400)
+    dash.changed(session_id, *([target] if target else []))
     return RedirectResponse(f"/sessions/{sid(target or session_id)}", status_code=303)
 
 
