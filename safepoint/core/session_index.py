@@ -210,7 +210,14 @@ class Mirror:
 
 
 def to_info(doc: dict[str, Any]) -> SessionInfo:
-    """The SessionInfo (head without state) an entry describes."""
+    """The SessionInfo (head without state) an entry describes (built once per entry: kept in it as `_info`)."""
+    made = doc.get("_info")
+    if made is None:
+        made = doc["_info"] = _info(doc)
+    return made
+
+
+def _info(doc: dict[str, Any]) -> SessionInfo:
     head = doc.get("head")
     checkpoint = None
     if head is not None:
