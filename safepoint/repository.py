@@ -432,7 +432,8 @@ class Repository:
     def _stuck(self, doc: dict[str, Any], info: SessionInfo, policy: StuckPolicy, now: datetime) -> str | None:
         """Why an indexed session needs a person (core.stuck); reads the lease of a running one."""
         lease = self.lease(info.id) if info.status is Status.RUNNING else None
-        times = [datetime.fromtimestamp(t, UTC) for t in doc.get("times") or ()] if lease is None or lease.live else []
+        live = lease is None or lease.live  # (a dead holder decides; otherwise the pace does)
+        times = [datetime.fromtimestamp(t, UTC) for t in session_index.times_of(doc)] if live else []
         return stuck_reason(
             info, in_doubt=doc.get("in_doubt") or [], waiting_for=doc.get("waiting_for") or [], recent_times=times,
             lease=lease, now=now, policy=policy,

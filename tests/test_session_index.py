@@ -37,7 +37,9 @@ def test_every_commit_writes_the_entry_its_chain_would_give(repo: sp.Repository)
     assert doc["head"]["seq"] == truth.info.seq == 2 and doc["head"]["step"] == "noted"
     assert (doc["tokens"], doc["kept_tokens"], doc["steps_done"]) == (120, 120, 1) == (
         truth.tokens, truth.kept_tokens, truth.steps_done)  # fmt: skip
-    assert len(doc["times"]) == 2 and doc["agent"] == "a" and doc["tags"] == ["x"]
+    assert len(doc["gaps"]) == 1 and doc["agent"] == "a" and doc["tags"] == ["x"]
+    times = session_index.times_of(doc)
+    assert [round(t, 2) for t in times] == [round(c.created_at.timestamp(), 2) for c in repo.history("s")]
     assert [s.to_dict() for s in repo.summaries()] == [truth.to_dict()]
 
 
@@ -55,7 +57,7 @@ def test_a_missing_damaged_or_stale_entry_heals_on_read(repo: sp.Repository) -> 
     assert {s.info.id: s.info.seq for s in repo.summaries()} == {"gone": 2, "torn": 2, "stale": 2}
     assert entry(repo, "gone")["head"]["seq"] == 2 and entry(repo, "torn")["head"]["seq"] == 2
     assert repo.summary("stale").info.seq == 3  # the session page reads the chain, and heals the entry
-    assert entry(repo, "stale")["head"]["seq"] == 3 and len(entry(repo, "stale")["times"]) == 3
+    assert entry(repo, "stale")["head"]["seq"] == 3 and len(entry(repo, "stale")["gaps"]) == 2
 
 
 def test_an_imported_session_is_listed(repo: sp.Repository, tmp_path: Path) -> None:

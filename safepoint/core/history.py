@@ -421,13 +421,13 @@ class Chain:
         if self._times is None:
             found = session_index.read(self.store, self.segment) if seq > 1 else None
             head = found.get("head") if found else None
-            self._times = list(found["times"]) if head and head.get("seq") == seq - 1 else []
+            self._times = session_index.times_of(found) if head and head.get("seq") == seq - 1 else []
         return self._times
 
     def refresh_summary(self) -> dict[str, Any]:
         """Rebuild this session's summary index entry from the chain itself, write it and return it."""
         found = session_index.rebuild(self, _parse_time)
-        self._times = list(found["times"])
+        self._times = session_index.times_of(found)
         return found
 
     def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
