@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from collections.abc import Iterator
@@ -19,7 +20,15 @@ from .core.paths import assign
 from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
 from .core.timeline import TimelineRow, timeline
-from .errors import CheckpointNotFound, ConflictError, CorruptCheckpoint, InvalidState, SafepointError, SessionNotFound
+from .errors import (
+    CheckpointNotFound,
+    ConflictError,
+    CorruptCheckpoint,
+    InvalidState,
+    SafepointError,
+    SessionNotFound,
+    StorageError,
+)
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
 from .runtime import effects, inputs
 from .runtime.leases import DEFAULT_TTL, read_lease
@@ -125,7 +134,8 @@ class Repository:
         found = self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
         indexed = session_index.read(self.store, session_segment(found.info.id))
         if indexed is None or (indexed.get("head") or {}).get("seq", 0) != found.info.seq:
-            Chain(self.store, found.info.id).refresh_summary()  # behind (a crash, an import): heal it
+            with contextlib.suppress(StorageError):  # best effort: a read-only store keeps its stale hint
+                Chain(self.store, found.info.id).refresh_summary()  # behind (a crash, an import): heal it
         return found
 
     def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:

@@ -178,6 +178,8 @@ def test_filter_open_answer_and_watch_the_worker_resume_it(world: dict, page) ->
     page.evaluate("window.__no_reload = true")  # gone if the page were loaded again
     # The worker picks the answered session up, replays the draft, runs publish and completes: pushed live.
     expect(page.locator("#head h2")).to_contain_text("completed", timeout=20_000)
+    lag = time.time() - world["repo"].load("approval").created_at.timestamp()
+    assert lag < 3.0, f"the completion showed {lag:.2f} s after its commit"  # ~1 s when the machine is idle
     expect(page.locator("#timeline")).to_contain_text("publish")
     assert page.evaluate("window.__no_reload") is True
     assert world["repo"].load("approval").runtime["result"] == "published"
