@@ -231,3 +231,20 @@ def test_stuck_sessions_follow_the_dashboards_policy(repo: sp.Repository) -> Non
 
     assert 'data-session="slow"' in stuck_group(strict) and "no checkpoint for" in stuck_group(strict)
     assert 'data-session="slow"' not in stuck_group(lenient)
+
+
+def test_artifacts_download_as_attachments_and_preview_as_text(repo: sp.Repository) -> None:
+    with repo.session("files") as s:
+        s.put_artifact("notes.html", HOSTILE.encode(), "text/html")
+        s.save("wrote")
+        s.state.data["later"] = True
+        s.save("more")
+    c = client(repo)
+    download = c.get("/sessions/files/artifacts/0")
+    assert download.content == HOSTILE.encode() and download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == 'attachment; filename="notes.html"'
+    preview = c.get("/sessions/files/artifacts/0?preview=1", headers={"hx-request": "true"}).text
+    assert "&lt;script&gt;" in preview and HOSTILE not in preview
+    assert c.get("/sessions/files/artifacts/7").status_code == 404
+    at_one = c.get("/sessions/files?seq=1").text
+    assert "State at seq 1" in at_one and "later" not in at_one[at_one.index('id="state"') :]

@@ -26,13 +26,13 @@ def context(request: Request, session_id: str, **extra: Any) -> dict[str, Any]:
     info = summary.info
     rows = repo.timeline(session_id) if info.head else []
     seq = _int(request.query_params.get("seq"))
-    shown: Checkpoint | None = None
-    if info.head:
+    head = repo.load(session_id) if info.head else None
+    shown: Checkpoint | None = head
+    if head is not None and seq not in (None, head.seq):
         try:
             shown = repo.load(session_id, seq)
         except CheckpointNotFound:
-            shown = repo.load(session_id)
-    head = repo.load(session_id) if info.head else None
+            shown = head
     pending = head and repo.pending_inputs(session_id) or {}
     questions = [
         {"name": name, "prompt": req.get("prompt") or "", "asked_at": req.get("asked_at"),
