@@ -75,28 +75,10 @@ def snapshot_from_json(doc: dict[str, Any], messages: list[Any]) -> ContinuableS
     return snapshot
 
 
-def snapshot_key_sequence(key: str | None) -> int | None:
-    """The save sequence a StepPersistence snapshot key starts with ('12:3:complete' -> 12), if any."""
-    if key is None:
-        return None
-    prefix, sep, _ = key.partition(":")
-    if not sep or not prefix.isdigit():
-        return None
-    return int(prefix)
-
-
 def is_replayed_snapshot(key: str | None, recorded: list[str]) -> bool:
-    """Whether a snapshot with idempotency `key` was already applied, as the harness's in-memory store decides:
-    the same key again, or a key whose save sequence is below the highest one recorded (an older operation)."""
-    if key is None:
-        return False
-    if key in recorded:
-        return True
-    sequence = snapshot_key_sequence(key)
-    if sequence is None:
-        return False
-    highest = max((s for k in recorded if (s := snapshot_key_sequence(k)) is not None), default=None)
-    return highest is not None and sequence < highest
+    """Whether a snapshot with idempotency `key` was already applied: the same key again (as the harness's file
+    and SQLite stores decide; every key is kept, so a replayed older operation is always recognised)."""
+    return key is not None and key in recorded
 
 
 __all__ = [
