@@ -9,6 +9,7 @@ both succeed, the same path exactly one, and each change is a checkpoint the CLI
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -200,3 +201,33 @@ def test_each_change_is_a_checkpoint(tmp_path):
     assert any("todo.md" in line for line in sp.open(url).diff("agent-notes", 1, 2))
     # A second store object (another process) reads it back from storage.
     assert SafepointMemoryStore(url, session="agent-notes").read_sync("todo.md", max_chars=100).content.endswith("bob")
+
+
+def test_a_harnessed_agent_remembers_through_the_memory_capability(tmp_path):
+    """A real Agent with the harness's Memory capability writes a note; a later run (new store object, as another
+    process would open it) finds it with the memory search tool."""
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+    from pydantic_ai.models.function import FunctionModel
+    from pydantic_ai_harness import Memory
+
+    def returns(messages) -> list:
+        return [p for m in messages if isinstance(m, ModelRequest) for p in m.parts if isinstance(p, ToolReturnPart)]
+
+    def writer(messages, info) -> ModelResponse:
+        if not returns(messages):
+            return ModelResponse(parts=[ToolCallPart("write_memory", {"content": "customer prefers email"})])
+        return ModelResponse(parts=[TextPart("noted")])
+
+    def searcher(messages, info) -> ModelResponse:
+        done = returns(messages)
+        if not done:
+            return ModelResponse(parts=[ToolCallPart("search_memory", {"query": "email"})])
+        return ModelResponse(parts=[TextPart(json.dumps(done[-1].content))])
+
+    url = str(tmp_path / "s")
+    asyncio.run(Agent(FunctionModel(writer), capabilities=[Memory(SafepointMemoryStore(url))]).run("remember"))
+    found = asyncio.run(Agent(FunctionModel(searcher), capabilities=[Memory(SafepointMemoryStore(url))]).run("find"))
+    (match,) = json.loads(found.output)["matches"]
+    assert match["file"] == "MEMORY.md" and "prefers email" in match["snippet"]
+    assert [c.step for c in sp.open(url).history("pydantic-ai-memory")] == ["write main/MEMORY.md"]
