@@ -241,3 +241,41 @@ def test_a_long_conversation_costs_what_changed(tmp_path):
     one_copy = len(json.dumps([e.model_dump(mode="json") for e in s.events]))
     assert total < 3 * one_copy, (total, one_copy)  # 300 full copies would be ~150x one copy
     assert len(asyncio.run(svc.get_session(app_name="a", user_id="u", session_id="long")).events) == 300
+
+
+def test_events_round_trip_whole(store_url):
+    """Bytes, grounding metadata and every action field come back equal; so does the whole session object."""
+    svc = SafepointSessionService(store_url)
+    session = asyncio.run(svc.create_session(app_name="my_app", user_id="user", state={"key": "value"}))
+    assert asyncio.run(svc.get_session(app_name="my_app", user_id="user", session_id=session.id)) == session
+    image = types.Content(role="user", parts=[types.Part.from_bytes(data=b"\x89PNG\x00data", mime_type="image/png")])
+    grounding = types.GroundingMetadata(search_entry_point=types.SearchEntryPoint(sdk_blob=b"blob\xff"))
+    asyncio.run(
+        svc.append_event(session, Event(invocation_id="i", author="user", content=image, grounding_metadata=grounding))
+    )
+    full = Event(
+        invocation_id="i",
+        author="user",
+        content=types.Content(role="user", parts=[types.Part(text="test_text")]),
+        turn_complete=True,
+        partial=False,
+        actions=EventActions(artifact_delta={"file": 0}, transfer_to_agent="agent", escalate=True),
+        long_running_tool_ids={"tool1"},
+        error_code="error_code",
+        error_message="error_message",
+        interrupted=True,
+    )
+    asyncio.run(svc.append_event(session, full))
+    again = SafepointSessionService(store_url)  # another process
+    loaded = asyncio.run(again.get_session(app_name="my_app", user_id="user", session_id=session.id))
+    assert loaded == session
+    assert loaded.events[0].content == image and loaded.events[0].grounding_metadata == grounding
+    assert loaded.events[1].long_running_tool_ids == {"tool1"} and loaded.events[1].actions.escalate is True
+
+
+def test_sessions_list_in_the_order_they_were_created(tmp_path):
+    svc = SafepointSessionService(str(tmp_path / "s"))
+    ids = [f"session{i}" for i in range(5)]
+    for sid in ids:
+        asyncio.run(svc.create_session(app_name="my_app", user_id="u", session_id=sid))
+    assert [s.id for s in asyncio.run(svc.list_sessions(app_name="my_app", user_id="u")).sessions] == ids

@@ -6,6 +6,7 @@ read back validates exactly as the harness's own stores validate theirs.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ def _plain(record: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def _typed(cls: type, doc: dict[str, Any]) -> Any:
+    doc = copy.deepcopy(doc)  # the caller gets its own objects, never the store's copy of the head
     known = {f.name for f in fields(cls)}
     values = {k: (datetime.fromisoformat(v) if k in _TIMES and v is not None else v) for k, v in doc.items()}
     return cls(**{k: v for k, v in values.items() if k in known})
