@@ -297,3 +297,54 @@ def test_history_grows_with_change_not_with_steps(tmp_path):
     total = sum(f.stat().st_size for f in (tmp_path / "s").rglob("*") if f.is_file())
     full_copies = sum(len(ModelMessagesTypeAdapter.dump_json(history[: 2 * (k + 1)])) for k in range(60))
     assert total < full_copies / 5, (total, full_copies)
+
+
+def test_records_come_back_equal(store_url):
+    """Every record reads back equal to what was written (dataclass equality: every field, messages included),
+    from another store object, as the harness's own stores round-trip them."""
+    store = SafepointStepStore(store_url)
+    run = RunRecord(
+        run_id="r1", conversation_id="c", parent_run_id="p", agent_name="a", metadata={"k": "v"}, registration_id="reg"
+    )
+    event = StepEvent(
+        run_id="r1",
+        kind="tool_call_failed",
+        step_index=3,
+        conversation_id="c",
+        tool_call_id="t1",
+        tool_name="add",
+        error="boom",
+        metadata={"x": "y"},
+        idempotency_key="event:0",
+    )
+    snapshot = ContinuableSnapshot(
+        run_id="r1",
+        step_index=2,
+        messages=messages("hi", open_call=True),
+        conversation_id="c",
+        agent_name="a",
+        state="interrupted",
+        idempotency_key="0:2:i",
+    )
+    effect = ToolEffectRecord(
+        tool_call_id="t1",
+        tool_name="add",
+        run_id="r1",
+        status="failed",
+        ended_at=at(5),
+        idempotency_key="add-1",
+        effect_summary="added",
+    )
+    asyncio.run(store.register_run(run))
+    asyncio.run(store.append_event(event))
+    asyncio.run(store.append_event(event))  # a retried append: dropped
+    asyncio.run(store.save_snapshot(snapshot))
+    asyncio.run(store.record_tool_effect(effect))
+    other = SafepointStepStore(store_url)
+    assert asyncio.run(other.get_run(run_id="r1")) == run
+    assert asyncio.run(other.list_events(run_id="r1")) == [event]
+    assert asyncio.run(other.latest_snapshot(run_id="r1", include_interrupted=True)) == snapshot
+    assert asyncio.run(other.latest_snapshot(run_id="r1")) is None  # interrupted only
+    assert asyncio.run(other.get_tool_effect(run_id="r1", tool_call_id="t1")) == effect
+    loaded = asyncio.run(continue_run(other, run_id="r1", include_interrupted=True))
+    assert loaded == snapshot.messages and loaded is not snapshot.messages
