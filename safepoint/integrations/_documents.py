@@ -9,13 +9,13 @@ or to refuse (a stale writer).
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import codec
 from ..core.history import Chain, Saved
 from ..errors import ConflictError, SafepointError
 from ..model import Status
@@ -24,6 +24,11 @@ from ..stores import Store
 #: How often `update` re-reads the head and re-applies a change after losing a commit race.
 RETRIES = 20
 _CACHED = 256
+
+
+def _copy(value: Any) -> Any:
+    """A private copy of a JSON document (through orjson: several times faster than copy.deepcopy)."""
+    return None if value is None else codec.loads(codec.dumps(value, root="document"))
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Document:
         for _ in range(RETRIES):
             with self.lock:
                 head = self.head()
-                state, runtime = copy.deepcopy(head.state), copy.deepcopy(head.runtime)
+                state, runtime = _copy(head.state), _copy(head.runtime)
                 if state is None and empty is not None:
                     state = empty()
                 outcome = change(head, state, runtime)
