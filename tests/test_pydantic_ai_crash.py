@@ -70,6 +70,7 @@ def test_killed_run_resumes_in_another_process_without_repeating_a_tool(kind, tm
     assert steps.get_tool_effect_sync(crashed.run_id, "c1").status == "completed"
     summary = sp.open(store).summary(crashed.run_id)
     assert str(summary.info.status) == "running" and len(summary.in_doubt) == 1
+    assert summary.stuck  # `safepoint ls --stuck` lists it: an effect in doubt needs a person
 
     if kind == "dir":  # in doubt and not known to be safe: nothing runs, the error says what to do
         code, answer = finish(child(store, work, "strict"))
@@ -84,4 +85,4 @@ def test_killed_run_resumes_in_another_process_without_repeating_a_tool(kind, tm
     runs = steps.list_runs_sync(conversation_id="order-7")
     assert runs[0].run_id == crashed.run_id and len(runs) == (3 if kind == "dir" else 2)
     resumed = sp.open(store).summary(runs[-1].run_id)
-    assert str(resumed.info.status) == "completed" and resumed.in_doubt == []
+    assert str(resumed.info.status) == "completed" and resumed.in_doubt == [] and resumed.stuck is None
