@@ -14,7 +14,8 @@ asked again may give the same call a new id. Records live at `pydantic-ai/tools/
 - done: the recorded result (as JSON) is returned and the tool does not run.
 - intent only: the process stopped mid-call, nobody knows whether it happened: `ToolCallInDoubt`, unless the
   tool is named in `retry_in_doubt` (safe to run twice) or someone calls `resolve(key, ...)`.
-- failed (the tool raised): it runs again when asked again; it told us it did not finish.
+- failed (the tool raised an Exception): it runs again when asked again; it told us it did not finish. A
+  cancellation, KeyboardInterrupt or exit mid-call is not the tool's answer: the call stays in doubt.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class DurableTools(AbstractCapability[Any]):
             return recorded
         try:
             result = await handler(args)
-        except BaseException as exc:
+        except Exception as exc:  # the tool said it failed; a cancellation or exit leaves the call in doubt
             await anyio.to_thread.run_sync(self._finish, key, {"status": "failed", "error": repr(exc)})
             raise
         plain = codec.loads(codec.dumps(to_jsonable_python(result), root=f"result of tool {call.tool_name}"))
