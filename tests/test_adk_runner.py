@@ -58,3 +58,9 @@ def test_one_session_across_two_processes(kind, tmp_path):
     assert listed["shop.ann.cart-1"]["agent"] == "adk" and listed["shop.ann.cart-1"]["status"] == "paused"
     shown = CliRunner().invoke(app, ["--store", store, "show", "shop.ann.cart-1", "--json"])
     assert json.loads(shown.output)["state"]["state"] == {"last_item": "pears"}
+    history = CliRunner().invoke(app, ["--store", store, "history", "shop.ann.cart-1"])
+    assert history.exit_code == 0 and "event shopper" in history.output
+    diff = CliRunner().invoke(app, ["--store", store, "diff", "shop.ann.cart-1", "5", "9"])
+    assert diff.exit_code == 0 and "state.events[4]" in diff.output
+    fsck = CliRunner().invoke(app, ["--store", store, "fsck"])
+    assert fsck.exit_code == 0 and "ok: no problems found" in fsck.output
