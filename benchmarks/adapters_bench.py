@@ -20,8 +20,10 @@ No targets: the point of the adapters is durability and sharing; these figures s
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +106,7 @@ def main() -> None:
         __doc__, quick="50 steps / 100 events instead of 200 / 400", out="write a Markdown section", tmp_dir=True
     ).parse_args()
     steps, events = (50, 100) if args.quick else (200, 400)
-    base = choose_tmp_base(args.tmp_dir)
+    base = Path(tempfile.mkdtemp(prefix="adapters-bench-", dir=choose_tmp_base(args.tmp_dir)))
     header = describe_machine(base, packages=["pydantic-ai-harness", "pydantic-ai-slim", "google-adk"])
     started = time.perf_counter()
 
@@ -146,6 +148,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     write_out(section, args.out)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

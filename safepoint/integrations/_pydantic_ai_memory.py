@@ -91,8 +91,9 @@ def _receipt(state: dict[str, Any], operation: MemoryOperation | None) -> Memory
 
 def _keep_receipt(state: dict[str, Any], operation: MemoryOperation | None, version: str | None, existed: bool) -> None:
     if operation is not None:
-        state["receipts"].append([operation.id, operation.fingerprint, version, existed])
-        del state["receipts"][:-MAX_RECEIPTS]
+        state["receipts"] = [*state["receipts"], [operation.id, operation.fingerprint, version, existed]][
+            -MAX_RECEIPTS:
+        ]
 
 
 def _score(path: str, content: str, terms: list[str]) -> float:
@@ -230,7 +231,7 @@ class SafepointMemoryStore:
                 entry["operation_id"] = operation.id
             if plain:
                 entry["metadata"] = plain
-            state["files"][path] = entry
+            state["files"] = {**state["files"], path: entry}
             _keep_receipt(state, operation, version, current is not None)
             outcome.append(MemoryMutation(version=version, replayed=False, existed=current is not None))
             return f"write {path}", Status.RUNNING, {"memory": {"op": "write", "path": path}}
@@ -253,7 +254,7 @@ class SafepointMemoryStore:
             current = state["files"].get(path)
             if (current["version"] if current else None) != expected_version:
                 raise MemoryConflictError(f"memory path {path!r} changed before it could be deleted")
-            state["files"].pop(path, None)
+            state["files"] = {p: e for p, e in state["files"].items() if p != path}
             _keep_receipt(state, operation, None, current is not None)
             outcome.append(MemoryMutation(version=None, replayed=False, existed=current is not None))
             if current is None and operation is None:

@@ -305,8 +305,8 @@ class SafepointSessionService(BaseSessionService):
         def change(head: Head, state: Any, runtime: dict[str, Any]):
             if state["applied"].get(source, 0) >= seq:
                 return None
-            state["state"].update(delta)
-            state["applied"][source] = seq
+            state["state"] = {**state["state"], **delta}
+            state["applied"] = {**state["applied"], source: seq}
             return f"from {source}", Status.PAUSED, {"adk": {"source": source, "seq": seq}}
 
         doc.update(change, lambda: {"state": {}, "applied": {}})

@@ -62,12 +62,9 @@ def _empty() -> dict[str, Any]:
 
 
 def _status(state: dict[str, Any]) -> Status:
-    for event in reversed(state["events"]):
-        if event["kind"] == "run_completed":
-            return Status.COMPLETED
-        if event["kind"] == "run_failed":
-            return Status.FAILED
-    return Status.RUNNING
+    """Completed or failed once the run's last event says so (the harness writes nothing after it), else running."""
+    last = state["events"][-1]["kind"] if state["events"] else None
+    return {"run_completed": Status.COMPLETED, "run_failed": Status.FAILED}.get(last, Status.RUNNING)
 
 
 def _meta(op: str, **more: Any) -> dict[str, Any]:
@@ -178,7 +175,7 @@ class SafepointStepStore:
             key = entry["idempotency_key"]
             if key is not None and any(e.get("idempotency_key") == key for e in state["events"]):
                 return None
-            state["events"].append(entry)
+            state["events"] = [*state["events"], entry]
             if event.kind == "run_failed":
                 runtime["error"] = {"error": event.error or "the run failed", "at": entry["timestamp"]}
             step = f"{event.kind} {event.tool_name}" if event.tool_name else event.kind
@@ -200,7 +197,7 @@ class SafepointStepStore:
             if rec.is_replayed_snapshot(snapshot.idempotency_key, state["snapshot_keys"]):
                 return None
             if snapshot.idempotency_key is not None:
-                state["snapshot_keys"].append(snapshot.idempotency_key)
+                state["snapshot_keys"] = [*state["snapshot_keys"], snapshot.idempotency_key]
             state["snapshot"], state["messages"] = fields, messages
             step = f"snapshot {snapshot.state} (step {snapshot.step_index})"
             return step, _status(state), _meta("snapshot", state=snapshot.state)
@@ -222,14 +219,16 @@ class SafepointStepStore:
         entry = rec.effect_to_json(record)
 
         def change(head: Head, state: Any, runtime: dict[str, Any]):
-            ledger = state["tool_effects"]
+            ledger = list(state["tool_effects"])
             at = next((i for i, e in enumerate(ledger) if e["tool_call_id"] == record.tool_call_id), None)
             if at is None:
                 ledger.append(entry)
             else:
                 ledger[at] = entry
+            state["tool_effects"] = ledger
             mirrored = {"started": "intent", "completed": "done", "failed": "failed"}[record.status]
-            runtime.setdefault("effects", {})[f"tool:{record.tool_call_id}"] = {
+            runtime["effects"] = dict(runtime.get("effects") or {})
+            runtime["effects"][f"tool:{record.tool_call_id}"] = {
                 "status": mirrored,
                 "tool": record.tool_name,
                 "at": entry["ended_at"] or entry["started_at"],
