@@ -348,3 +348,18 @@ def test_records_come_back_equal(store_url):
     assert asyncio.run(other.get_tool_effect(run_id="r1", tool_call_id="t1")) == effect
     loaded = asyncio.run(continue_run(other, run_id="r1", include_interrupted=True))
     assert loaded == snapshot.messages and loaded is not snapshot.messages
+
+
+def test_delete_run_removes_the_session_and_its_index_entry(tmp_path):
+    url = str(tmp_path / "s")
+    store = SafepointStepStore(url)
+    for run_id in ("keep", "drop"):
+        store.register_run_sync(RunRecord(run_id=run_id, conversation_id="c", registration_id=run_id))
+        store.append_event_sync(StepEvent(run_id=run_id, kind="run_started", step_index=0))
+    store.delete_run("drop")
+    store.delete_run("never-existed")  # nothing to delete: no error
+    assert [r.run_id for r in store.list_runs_sync(conversation_id="c")] == ["keep"]
+    assert store.get_run_sync("drop") is None and store.list_events_sync("drop") == []
+    assert [s.id for s in sp.open(url).sessions()] == ["keep"]
+    result = CliRunner().invoke(app, ["--store", url, "fsck"])
+    assert result.exit_code == 0 and "ok: no problems found" in result.output
