@@ -163,3 +163,38 @@ def test_a_tool_that_failed_runs_again(tmp_path):
 def test_needs_a_safepoint_store():
     with pytest.raises(SafepointError, match="SafepointStepStore or a safepoint Store"):
         DurableTools(object())
+
+
+def test_asking_the_model_again_does_not_repeat_the_call_it_asks_for_again(tmp_path):
+    """Resumed from the snapshot before the model answered (the newest `complete` one after a crash mid-tool),
+    the model is asked again and asks for the same call under a new tool-call id: it is not run twice."""
+    steps = SafepointStepStore(str(tmp_path / "s"))
+    charged: list[int] = []
+    ids: list[str] = []
+
+    def model(messages, info) -> ModelResponse:
+        if not returns(messages):
+            call = ToolCallPart("charge", {"amount": 7})  # a fresh random tool-call id every time
+            ids.append(call.tool_call_id)
+            return ModelResponse(parts=[call])
+        return ModelResponse(parts=[TextPart(str(returns(messages)[-1].content))])
+
+    def charge(amount: int) -> str:
+        charged.append(amount)
+        return f"charged {amount}"
+
+    def agent() -> Agent:
+        made = Agent(
+            FunctionModel(model),
+            capabilities=[StepPersistence(store=steps, capture_frontier=True), DurableTools(steps)],
+        )
+        made.tool_plain(charge)
+        return made
+
+    first = asyncio.run(agent().run("charge it", conversation_id="c6"))
+    run = steps.list_runs_sync(conversation_id="c6")[0]
+    before_answer = steps.list_snapshots_sync(run.run_id)[0].messages  # the prompt only: the model not yet asked
+    assert [type(m).__name__ for m in before_answer] == ["ModelRequest"]
+    again = asyncio.run(agent().run(message_history=before_answer, conversation_id="c6"))
+    assert len(ids) == 2 and ids[0] != ids[1]  # the model asked again, with another id
+    assert charged == [7] and again.output == first.output == "charged 7"
