@@ -1,6 +1,7 @@
 """One turn of a real ADK `Runner` on SafepointSessionService in its own process, for tests/test_adk_runner.py.
 
     python adk_child.py STORE "add apples"
+    ADK_HANG_MARKER=FILE python adk_child.py STORE "add apples"     (hangs in the tool, for a SIGKILL)
 
 The model is a small fake `BaseLlm` (no network): asked with a user message it calls `add_item` with the last
 word; given the tool's answer it replies saying how many contents it was sent, so the test can tell the history
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import time
 from collections.abc import AsyncGenerator
+from pathlib import Path
 
 from google.adk.agents import LlmAgent
 from google.adk.models.base_llm import BaseLlm
@@ -42,6 +46,9 @@ class FakeLlm(BaseLlm):
 
 def add_item(item: str, tool_context: ToolContext) -> dict:
     """Put an item in the user's cart (user-scoped state, shared by all of the user's sessions)."""
+    if os.environ.get("ADK_HANG_MARKER"):  # the test kills this process here, mid-tool
+        Path(os.environ["ADK_HANG_MARKER"]).write_text(item)
+        time.sleep(600)
     cart = [*tool_context.state.get("user:cart", []), item]
     tool_context.state["user:cart"] = cart
     tool_context.state["last_item"] = item

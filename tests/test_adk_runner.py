@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,9 +29,12 @@ from safepoint.integrations.adk import SafepointSessionService  # noqa: E402
 CHILD = Path(__file__).with_name("adk_child.py")
 
 
+def child_env(**more: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **more}
+
+
 def turn(store: str, text: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    done = subprocess.run([sys.executable, str(CHILD), store, text], capture_output=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, str(CHILD), store, text], capture_output=True, env=child_env(), timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
@@ -64,3 +69,30 @@ def test_one_session_across_two_processes(kind, tmp_path):
     assert diff.exit_code == 0 and "state.events[4]" in diff.output
     fsck = CliRunner().invoke(app, ["--store", store, "fsck"])
     assert fsck.exit_code == 0 and "ok: no problems found" in fsck.output
+
+
+def test_a_turn_killed_mid_tool_loses_nothing_committed(tmp_path):
+    """SIGKILL while the tool runs: the events appended before it stay, the tool's state change (never
+    returned) is not there, and the next process carries on with the same session."""
+    store = str(tmp_path / "store")
+    marker = tmp_path / "in-tool"
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), store, "add apples"],
+        env=child_env(ADK_HANG_MARKER=str(marker)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the child never reached the tool"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    service = SafepointSessionService(store)
+    left = asyncio.run(service.get_session(app_name="shop", user_id="ann", session_id="cart-1"))
+    assert [(e.author, bool(e.get_function_calls())) for e in left.events] == [("user", False), ("shopper", True)]
+    assert "user:cart" not in left.state and left.state["app:currency"] == "EUR"
+
+    after = turn(store, "add pears")
+    assert after["state"]["user:cart"] == ["pears"] and after["events"] == 6
