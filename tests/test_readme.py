@@ -18,7 +18,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     assert namespace["checkpoint"].seq == 1
     assert namespace["fork"].parent == {"session": "report-42", "seq": 1}
     assert len(namespace["charged"]) == 1  # Pydantic AI: the resumed run did not charge again
-    assert namespace["again"].state == {"topic": "shoes", "user:plan": "pro"}  # ADK: temp: state not stored
+    assert namespace["reloaded_chat"].state == {"topic": "shoes", "user:plan": "pro"}  # ADK: temp: state not stored
 
 
 def test_readme_names_the_two_setup_commands_and_ci_uses_the_test_one():
