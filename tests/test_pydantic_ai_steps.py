@@ -363,3 +363,33 @@ def test_delete_run_removes_the_session_and_its_index_entry(tmp_path):
     assert [s.id for s in sp.open(url).sessions()] == ["keep"]
     result = CliRunner().invoke(app, ["--store", url, "fsck"])
     assert result.exit_code == 0 and "ok: no problems found" in result.output
+
+
+def test_past_runs_are_searchable_through_the_harness_conversation_search(tmp_path):
+    """The harness's ConversationSearch reads a conversation's persisted history from our store: a later run
+    (another store object, as another process would open) finds what an earlier run said."""
+    from pydantic_ai.messages import ToolReturnPart
+    from pydantic_ai.models.function import FunctionModel
+    from pydantic_ai_harness import ConversationSearch
+    from pydantic_ai_harness.conversation_search import SnapshotHistorySource
+
+    def told(messages, info) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("Noted: the launch code is PURPLE-42.")])
+
+    def searcher(messages, info) -> ModelResponse:
+        found = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts if isinstance(p, ToolReturnPart)]
+        if not found:
+            return ModelResponse(parts=[ToolCallPart("search_conversation_history", {"query": "launch code"})])
+        return ModelResponse(parts=[TextPart(str(found[-1].content))])
+
+    def agent(model, store) -> Agent:
+        search = ConversationSearch(SnapshotHistorySource(store), scope="conversation")
+        return Agent(FunctionModel(model), capabilities=[StepPersistence(store=store), search])
+
+    url = str(tmp_path / "s")
+    asyncio.run(agent(told, SafepointStepStore(url)).run("remember the launch code", conversation_id="ops"))
+    later = SafepointStepStore(url)
+    answer = asyncio.run(agent(searcher, later).run("what was the launch code?", conversation_id="ops"))
+    assert "PURPLE-42" in answer.output
+    elsewhere = asyncio.run(agent(searcher, later).run("what was the launch code?", conversation_id="other"))
+    assert "PURPLE-42" not in elsewhere.output  # scoped to the conversation
