@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from services import require_module
@@ -279,3 +280,25 @@ def test_sessions_list_in_the_order_they_were_created(tmp_path):
     for sid in ids:
         asyncio.run(svc.create_session(app_name="my_app", user_id="u", session_id=sid))
     assert [s.id for s in asyncio.run(svc.list_sessions(app_name="my_app", user_id="u")).sessions] == ids
+
+
+def test_concurrent_sessions_of_one_user_share_user_state_without_losing_a_change(store_url):
+    """Two processes, each appending to its own session of the same user, both setting `user:` and `app:` keys:
+    every change reaches the shared state (a lost commit race is re-applied on the new head)."""
+    services = [SafepointSessionService(store_url), SafepointSessionService(store_url)]
+    sessions = [services[n].create_session_sync("shop", "ann", None, f"s{n}") for n in range(2)]
+
+    def work(n: int) -> None:
+        for i in range(8):
+            delta = {f"user:seen_{n}_{i}": i, f"app:hits_{n}": i}
+            services[n].append_event_sync(sessions[n], event("user", f"{n}-{i}", 100.0 * n + i, delta))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    user = asyncio.run(services[0].get_user_state(app_name="shop", user_id="ann"))
+    assert user == {f"seen_{n}_{i}": i for n in range(2) for i in range(8)}
+    state = asyncio.run(services[1].get_session(app_name="shop", user_id="ann", session_id="s0")).state
+    assert state["app:hits_0"] == 7 and state["app:hits_1"] == 7
