@@ -1,0 +1,226 @@
+"""Durable OpenAI Agents SDK runs: a run that stops for tool approvals waits as a safepoint session.
+
+`run(agent, input, session=...)` is `Runner.run` with the session's conversation, plus:
+
+- the run is marked in the conversation's state (`state.run`) with its first commit, so a process that dies
+  between turns leaves a run that `resume` continues from the saved conversation (every turn's items are saved as
+  the SDK adds them, each one checkpoint);
+- when the run stops for approvals (`result.interruptions`), the SDK's own `RunState` (`result.to_state()`,
+  `to_json()`) is saved in `state.run.state`, each pending approval becomes a question of the safepoint session
+  (named by the tool call's id, answered `true`, `false` or `{"approve": false, "message": "...", "always":
+  true}`), and the session's status is `waiting`: `safepoint ls`, `safepoint send`, a dashboard and the other
+  front ends see and answer it like any waiting session;
+- `resume(agent, session=...)`, in any process, rebuilds the `RunState` with `RunState.from_json`, applies the
+  answers with `state.approve` / `state.reject` and runs on with `Runner.run(agent, state, session=...)`, the
+  SDK's own resume path. Its first saved turn drops the stored `RunState` (the conversation holds the approved
+  calls' results from then on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from agents import Agent, Runner, RunResult, RunState
+from agents.items import ToolApprovalItem
+
+from ..errors import SafepointError
+from ..model import Status
+from ..repository import Repository
+from ._openai_agents_conversation import Change, Runtime, State, private
+from ._openai_agents_session import SafepointSession
+
+#: What an approval accepts: true / false, or an object with a rejection message and a sticky decision.
+ANSWER_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "properties": {
+                "approve": {"type": "boolean"},
+                "message": {"type": "string"},
+                "always": {"type": "boolean"},
+            },
+            "required": ["approve"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def approval_name(item: ToolApprovalItem, index: int) -> str:
+    """The question's name for one pending approval: the tool call's id (what `safepoint send` is given)."""
+    return item.call_id or f"{item.tool_name or 'tool'}-{index + 1}"
+
+
+async def run(
+    agent: Agent[Any],
+    input: str | list[Any],  # noqa: A002 - the SDK's name
+    *,
+    session: SafepointSession,
+    context_serializer: Any = None,
+    **runner_kwargs: Any,
+) -> RunResult:
+    """`Runner.run(agent, input, session=session, ...)`, saved as a durable run (see the module docstring).
+
+    A run that stops for approvals returns as the SDK returns it (`result.interruptions`), after the session was
+    saved as waiting. Starting a run while another waits for approvals is refused: resume or clear that one first.
+    """
+    state = (await asyncio.to_thread(session._conversation.head))[0]
+    if (state.get("run") or {}).get("state") is not None:
+        waiting = ", ".join(sorted(pending_approvals(session)))
+        raise SafepointError(
+            f"session {session.session_id!r} has a run waiting for approvals ({waiting}); "
+            f"answer them (`safepoint send {session.session_id} NAME true`) and call resume(), or clear_session() "
+            "to drop it; nothing was run"
+        )
+    session._run_marker = {"status": "running", "agent": agent.name, "started_at": _now(), "state": None}
+    return await _run_and_settle(agent, input, session, context_serializer, runner_kwargs)
+
+
+async def resume(
+    agent: Agent[Any],
+    *,
+    session: SafepointSession,
+    context_serializer: Any = None,
+    context_deserializer: Any = None,
+    context_override: Any = None,
+    **runner_kwargs: Any,
+) -> RunResult:
+    """Continue the session's durable run in this process: a run waiting for approvals with the answers sent
+    (`safepoint send`, `approve()`), or a run whose process stopped between turns, from its saved conversation.
+
+    `agent` is the run's top-level agent, as for the SDK's `Runner.run(agent, state)`."""
+    state, runtime, _status, _seq = await asyncio.to_thread(session._conversation.head)
+    stored = state.get("run") or {}
+    if stored.get("state") is not None:
+        run_state = await RunState.from_json(
+            agent,
+            private(stored["state"], "state.run.state"),
+            context_deserializer=context_deserializer,
+            context_override=context_override,
+        )
+        requests = runtime.get("inputs") or {}
+        decided = []
+        for index, item in enumerate(run_state.get_interruptions()):
+            request = requests.get(approval_name(item, index)) or {}
+            if "answer" not in request:
+                continue
+            approved, message, always = _decision(request["answer"])
+            if approved:
+                run_state.approve(item, always_approve=always)
+            else:
+                run_state.reject(item, always_reject=always, rejection_message=message)
+            decided.append(approval_name(item, index))
+        if not decided:
+            waiting = ", ".join(sorted(pending_approvals(session))) or "nothing"
+            raise SafepointError(
+                f"session {session.session_id!r} waits for approval of {waiting}: answer first "
+                f"(`safepoint send {session.session_id} NAME true`, or false); nothing was run"
+            )
+        session._run_marker = {"status": "running", "state": None, "resumed_at": _now(), "approved": decided}
+        return await _run_and_settle(agent, run_state, session, context_serializer, runner_kwargs)
+    if stored.get("status") in ("running", "failed"):
+        # Stopped between turns: every finished turn is in the conversation; the model goes on from there.
+        session._run_marker = {"status": "running", "resumed_at": _now()}
+        return await _run_and_settle(agent, [], session, context_serializer, runner_kwargs)
+    raise SafepointError(
+        f"session {session.session_id!r} has no run to resume (none was started with "
+        "safepoint.integrations.openai_agents.run, or it completed)"
+    )
+
+
+def pending_approvals(session: SafepointSession) -> dict[str, dict[str, Any]]:
+    """The approvals the session's run waits for, by name: tool, arguments, agent, prompt, asked_at."""
+    runtime = session._conversation.head()[1]
+    return {name: dict(r) for name, r in (runtime.get("inputs") or {}).items() if "answer" not in r}
+
+
+def approve(
+    session: SafepointSession, name: str, approved: bool = True, *, message: str | None = None, always: bool = False
+) -> None:
+    """Answer one pending approval, as `safepoint send ID NAME true` does (then `resume`)."""
+    answer: Any = approved if message is None and not always else {"approve": approved, "always": always}
+    if message is not None:
+        answer["message"] = message
+    Repository(session.store).send(session.session_id, name, answer, by="api")
+
+
+def _decision(answer: Any) -> tuple[bool, str | None, bool]:
+    if isinstance(answer, dict):
+        return bool(answer["approve"]), answer.get("message"), bool(answer.get("always", False))
+    return bool(answer), None, False
+
+
+async def _run_and_settle(
+    agent: Agent[Any], input: Any, session: SafepointSession, context_serializer: Any, kwargs: dict[str, Any]
+) -> RunResult:
+    try:
+        result = await Runner.run(agent, input, session=session, **kwargs)
+    except Exception as exc:
+        await asyncio.to_thread(_settle_failed, session, exc)
+        raise
+    finally:
+        session._run_marker = None
+    await asyncio.to_thread(_settle, session, agent, result, context_serializer)
+    return result
+
+
+def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, context_serializer: Any) -> None:
+    """Save how the run stopped: waiting for approvals (with the SDK's RunState), or completed."""
+    interruptions = result.interruptions
+    if not interruptions:
+
+        def complete(state: State, runtime: Runtime, status: Status | None) -> Change:
+            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
+            return {**state, "run": None}, runtime, "run completed", Status.COMPLETED, {}, None
+
+        session._conversation.change(complete)
+        return
+    run_state = private(result.to_state().to_json(context_serializer=context_serializer), "state.run.state")
+    asked = _now()
+    requests = {}
+    for index, item in enumerate(interruptions):
+        tool = item.tool_name or "tool"
+        requests[approval_name(item, index)] = {
+            "prompt": f"Approve {tool}({item.arguments or ''}) for agent {item.agent.name!r}? "
+            'true, false, or {"approve": false, "message": "why"}',
+            "schema": ANSWER_SCHEMA,
+            "asked_at": asked,
+            "tool": tool,
+            "arguments": item.arguments,
+            "agent": item.agent.name,
+        }
+    tools = ", ".join(sorted({r["tool"] for r in requests.values()}))
+
+    def pause(state: State, runtime: Runtime, status: Status | None) -> Change:
+        stored = {**(state.get("run") or {}), "status": "waiting", "agent": agent.name, "state": run_state}
+        runtime = {**runtime, "inputs": requests, "ready": False}
+        return (
+            {**state, "run": stored},
+            runtime,
+            f"waiting for approval of {tools}",
+            Status.WAITING,
+            {"ready": False},
+            None,
+        )
+
+    session._conversation.change(pause)
+
+
+def _settle_failed(session: SafepointSession, exc: BaseException) -> None:
+    """A run that raised stays resumable (from its saved turns); the head says why it stopped."""
+    why = f"{type(exc).__name__}: {exc}"[:200]
+
+    def fail(state: State, runtime: Runtime, status: Status | None) -> Change:
+        if state.get("run") is None:
+            return None, runtime, "", Status.FAILED, {}, None  # it saved nothing: there is nothing to resume
+        stored = {**state["run"], "status": "failed", "error": why}
+        return {**state, "run": stored}, runtime, "run failed", Status.FAILED, {"error": why}, None
+
+    session._conversation.change(fail)
