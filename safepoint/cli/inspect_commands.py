@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import Checkpoint, Status
+from ..repository import Repository
 from .app import (
     JsonFlag,
     SessionArg,
@@ -29,6 +30,15 @@ from .app import (
 @command()
 def ls(
     ctx: typer.Context,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Only sessions that need a person: a running session whose holder is gone or that stopped "
+            "checkpointing (5x its usual step interval, at least 5 min), a question waiting over a day, an "
+            "effect in doubt. Adds a 'why' column.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     status: Annotated[
         list[Status] | None,
@@ -37,6 +47,8 @@ def ls(
 ) -> None:
     """List the sessions in the store, most recently saved first."""
     repo = open_repo(ctx)
+    if stuck:
+        return _ls_stuck(repo, as_json)
     infos = repo.sessions()
     if status:
         infos = [info for info in infos if info.head is not None and info.head.status in status]
@@ -50,6 +62,22 @@ def ls(
         table.add_row(
             info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
             age(info.updated_at), _origin(info.parent),
+        )  # fmt: skip
+    out().print(table)
+
+
+def _ls_stuck(repo: Repository, as_json: bool) -> None:
+    found = [summary for summary in repo.summaries() if summary.stuck]
+    if as_json:
+        return print_json([summary.to_dict() for summary in found])
+    if not found:
+        return note(f"no stuck sessions in {repo.url}")
+    table = new_table("session", "agent", "status", "step", "seq", "updated", "why")
+    for summary in found:
+        info = summary.info
+        table.add_row(
+            info.id, info.agent or "", status_text(info.head), (info.head.step if info.head else None) or "",
+            str(info.seq), age(info.updated_at), summary.stuck or "",
         )  # fmt: skip
     out().print(table)
 
