@@ -153,6 +153,11 @@ def test_resume_refuses_without_an_answer_and_run_refuses_while_waiting(tmp_path
         assert session.repository.info("refund-2").seq == seq and ran == []
         with pytest.raises(sp.SafepointError, match="has no run to resume"):
             await resume(agent, session=SafepointSession("never-ran", tmp_path / "store"))
+        await session.clear_session()  # drops the waiting run with the items its RunState refers to
+        assert pending_approvals(session) == {} and await session.get_items() == []
+        assert session.repository.load("refund-2").status == sp.Status.COMPLETED
+        again = await run(agent, "Refund 30", session=session)
+        assert [item.call_id for item in again.interruptions] == ["call-1-1"]
 
     asyncio.run(scenario())
 

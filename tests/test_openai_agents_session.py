@@ -275,6 +275,7 @@ def test_conversation_is_a_safepoint_session(tmp_path: Path) -> None:
     repo = sp.open(store)
     info = repo.info("chat-7")
     assert info.agent == "openai-agents" and info.seq == 3
+    assert info.head.status == sp.Status.COMPLETED  # at rest: no durable run in progress, nothing to resume
     assert [cp.step for cp in repo.history("chat-7")] == ["add 1 item (1)", "add 2 items (3)", "pop item"]
     assert repo.load("chat-7", 2).state["items"][-1] == msg("user", "bye")
     assert repo.diff("chat-7", 2, 3) == ['- state.items[2]: {"content":"bye","role":"user"}']

@@ -106,9 +106,11 @@ class SafepointSession:
         """`clear_session` without an event loop."""
 
         def empty(state: State, runtime: Runtime, status: Status | None) -> Change:
-            if not state["items"] and status is None:
-                return None, runtime, "", Status.RUNNING, {}, None
-            return {**state, "items": []}, runtime, "clear", status or Status.RUNNING, {}, None
+            if not state["items"] and state.get("run") is None:
+                return None, runtime, "", Status.COMPLETED, {}, None  # nothing to clear: no commit
+            # A run waiting for approvals goes too: its RunState refers to the items cleared.
+            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
+            return {**state, "items": [], "run": None}, runtime, "clear", Status.COMPLETED, {}, None
 
         self._conversation.change(empty)
 
@@ -131,6 +133,14 @@ def _items_change(
 ) -> Change:
     new_state = {**state, "items": items}
     if marker is not None:  # the first commit of a durable run (or of its resumption) marks it
-        return {**new_state, "run": {**(state.get("run") or {}), **marker}}, runtime, step, Status.RUNNING, {}, value
-    # A paused run stays visible as waiting while its conversation grows; otherwise the conversation runs.
-    return new_state, runtime, step, Status.WAITING if status == Status.WAITING else Status.RUNNING, {}, value
+        new_state["run"] = {**(state.get("run") or {}), **marker}
+    return new_state, runtime, step, run_status(new_state), {}, value
+
+
+def run_status(state: State) -> Status:
+    """A conversation's status follows its durable run: `running`, `waiting` for approvals, `failed`; with no run
+    in progress (between runs, or used only as the SDK's session memory) it is `completed`, at rest."""
+    run = state.get("run") or {}
+    return {"running": Status.RUNNING, "waiting": Status.WAITING, "failed": Status.FAILED}.get(
+        run.get("status"), Status.COMPLETED
+    )
