@@ -21,11 +21,15 @@ def _field(item: Any, name: str) -> Any:
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
-class PlannedToolsModel(Model):
-    """Calls `plan` tools ((name, arguments) pairs) one a turn after each user message, then replies."""
+Call = tuple[str, dict[str, Any]]
 
-    def __init__(self, plan: list[tuple[str, dict[str, Any]]] | None = None, reply: str = "done") -> None:
-        self.plan = plan or []
+
+class PlannedToolsModel(Model):
+    """Calls the `plan`'s tools after each user message, one turn per entry (an entry is a (name, arguments) pair,
+    or a list of them, called together in one turn), then replies with the outputs it saw."""
+
+    def __init__(self, plan: list[Call | list[Call]] | None = None, reply: str = "done") -> None:
+        self.plan = [entry if isinstance(entry, list) else [entry] for entry in plan or []]
         self.reply = reply
         self.calls: list[list[Any]] = []
 
@@ -51,17 +55,22 @@ class PlannedToolsModel(Model):
         since = items[users[-1] + 1 :] if users else items
         outputs = [str(_field(item, "output")) for item in since if _field(item, "type") == "function_call_output"]
         usage = Usage(requests=1, input_tokens=10 * len(items), output_tokens=5, total_tokens=10 * len(items) + 5)
-        if len(outputs) < len(self.plan):
-            name, arguments = self.plan[len(outputs)]
-            call_id = f"call-{turn}-{len(outputs) + 1}"
-            call = ResponseFunctionToolCall(
-                id=f"fc-{turn}-{len(outputs) + 1}",
-                call_id=call_id,
-                type="function_call",
-                name=name,
-                arguments=json.dumps(arguments),
-            )
-            return ModelResponse(output=[call], usage=usage, response_id=None)
+        step, answered = 0, 0  # the plan entries whose every call has its output
+        while step < len(self.plan) and answered + len(self.plan[step]) <= len(outputs):
+            answered += len(self.plan[step])
+            step += 1
+        if step < len(self.plan):
+            calls = [
+                ResponseFunctionToolCall(
+                    id=f"fc-{turn}-{step + 1}{'abcdefgh'[n] if n else ''}",
+                    call_id=f"call-{turn}-{step + 1}{'abcdefgh'[n] if n else ''}",
+                    type="function_call",
+                    name=name,
+                    arguments=json.dumps(arguments),
+                )
+                for n, (name, arguments) in enumerate(self.plan[step])
+            ]
+            return ModelResponse(output=calls, usage=usage, response_id=None)
         text = f"{self.reply}: " + "; ".join(outputs) if outputs else self.reply
         message = ResponseOutputMessage(
             id=f"msg-{turn}",

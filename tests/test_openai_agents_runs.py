@@ -190,3 +190,34 @@ def test_a_failed_model_call_leaves_a_run_that_resumes_from_its_saved_turns(tmp_
     result = asyncio.run(resume(agent, session=session))
     assert result.final_output == "found: 3 results for durable agents" and ran == ["durable agents"]
     assert session.repository.load("research-1").status == sp.Status.COMPLETED
+
+
+def test_answering_one_of_two_approvals_runs_that_one_and_waits_again_for_the_other(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    @function_tool(needs_approval=True)
+    def refund(amount: int) -> str:
+        ran.append(f"refund {amount}")
+        return f"refunded {amount}"
+
+    model = PlannedToolsModel([[("refund", {"amount": 10}), ("refund", {"amount": 20})]], reply="ok")
+    agent = Agent(name="billing", model=model, tools=[refund])
+    store = tmp_path / "store"
+
+    async def scenario() -> None:
+        first = await run(agent, "Refund both", session=SafepointSession("two", store))
+        assert sorted(item.call_id for item in first.interruptions) == ["call-1-1", "call-1-1b"]
+        shown = sp.open(store).load("two").state["run"]["approvals"]  # what `safepoint show two` prints
+        assert shown["call-1-1b"] == {"tool": "refund", "arguments": '{"amount": 20}', "agent": "billing"}
+        approve(SafepointSession("two", store), "call-1-1b", True)
+        second = await resume(agent, session=SafepointSession("two", store))
+        assert [item.call_id for item in second.interruptions] == ["call-1-1"] and ran == ["refund 20"]
+        assert list(pending_approvals(SafepointSession("two", store))) == ["call-1-1"]
+        approve(SafepointSession("two", store), "call-1-1", True, always=True)
+        third = await resume(agent, session=SafepointSession("two", store))
+        assert (
+            third.final_output == "ok: refunded 20; refunded 10" or third.final_output == "ok: refunded 10; refunded 20"
+        )
+        assert sorted(ran) == ["refund 10", "refund 20"]
+
+    asyncio.run(scenario())

@@ -199,7 +199,9 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
     tools = ", ".join(sorted({r["tool"] for r in requests.values()}))
 
     def pause(state: State, runtime: Runtime, status: Status | None) -> Change:
-        stored = {**(state.get("run") or {}), "status": "waiting", "agent": agent.name, "state": run_state}
+        approvals = {name: {key: r[key] for key in ("tool", "arguments", "agent")} for name, r in requests.items()}
+        stored = {**(state.get("run") or {}), "status": "waiting", "agent": agent.name, "approvals": approvals}
+        stored["state"] = run_state
         runtime = {**runtime, "inputs": requests, "ready": False}
         return (
             {**state, "run": stored},
