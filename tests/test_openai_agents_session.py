@@ -331,3 +331,33 @@ def test_bytes_written_per_item_stay_flat_as_the_conversation_grows() -> None:
     early, late = sum(spent[20:84]), sum(spent[576:640])  # two whole keyframe cycles each
     assert late < 1.5 * early, (early, late)
     assert late / 64 < 6 * item, (late / 64, item)  # a full rewrite would write ~600 items a turn
+
+
+@pytest.mark.parametrize("runner_method", ["run", "run_sync", "run_streamed"])
+def test_every_runner_method_keeps_the_conversation(runner_method: str, tmp_path: Path) -> None:
+    """As the SDK's parametrized session tests: Runner.run, run_sync and run_streamed all read and save the session
+    (here with the SDK's own offline ScriptedModel, which also streams)."""
+    from agents.testing import ScriptedModel, assistant_message
+
+    model = ScriptedModel([[assistant_message("Hello")], [assistant_message("I remember you said hi")]])
+    agent = Agent(name="test", model=model)
+    store = tmp_path / "store"
+
+    async def turn(text: str) -> Any:
+        session = SafepointSession("methods", store)
+        if runner_method == "run":
+            return (await Runner.run(agent, text, session=session)).final_output
+        if runner_method == "run_streamed":
+            result = Runner.run_streamed(agent, text, session=session)
+            async for _ in result.stream_events():
+                pass
+            return result.final_output
+        return await asyncio.to_thread(lambda: Runner.run_sync(agent, text, session=session).final_output)
+
+    assert asyncio.run(turn("hi")) == "Hello"
+    assert asyncio.run(turn("Do you remember?")) == "I remember you said hi"
+    assert contents(model.calls[-1].input)[:2] == [
+        "hi",
+        [{"annotations": [], "logprobs": [], "text": "Hello", "type": "output_text"}],
+    ]
+    assert len(SafepointSession("methods", store).items()) == 4
