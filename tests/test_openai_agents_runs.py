@@ -162,6 +162,27 @@ def test_resume_refuses_without_an_answer_and_run_refuses_while_waiting(tmp_path
     asyncio.run(scenario())
 
 
+def test_a_second_resumer_gets_session_busy_and_runs_nothing(tmp_path: Path) -> None:
+    from safepoint.runtime.leases import Lease
+
+    ran: list[str] = []
+    agent, _ = _agent(ran)
+    session = SafepointSession("refund-3", tmp_path / "store")
+    asyncio.run(run(agent, "Refund 30", session=session))
+    approve(session, "call-1-1", True)
+    other = Lease(session.store, "refund-3", "refund-3").acquire()  # another process resuming it right now
+    try:
+        seq = session.repository.info("refund-3").seq
+        with pytest.raises(sp.SessionBusy, match="is being run by"):
+            asyncio.run(resume(agent, session=session))
+        assert ran == [] and session.repository.info("refund-3").seq == seq
+    finally:
+        other.release()
+    assert asyncio.run(resume(agent, session=session)).final_output == "ok: refunded 30" and ran == ["refund 30"]
+    head = session.repository.load("refund-3")
+    assert head.status == sp.Status.COMPLETED and head.lease is not None  # its commits carried the run's lease
+
+
 def test_a_failed_model_call_leaves_a_run_that_resumes_from_its_saved_turns(tmp_path: Path) -> None:
     ran: list[str] = []
 

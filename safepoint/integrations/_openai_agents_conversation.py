@@ -18,12 +18,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from ..core import codec
 from ..core.history import Chain, Saved
-from ..errors import ConflictError, SafepointError
+from ..errors import ConflictError, FenceMismatch, SafepointError
 from ..model import Status
+from ..runtime.leases import Lease
 from ..stores import Store
 
 AGENT = "openai-agents"
@@ -56,8 +58,9 @@ class Conversation:
         with self._lock:
             return _parts(self._current())
 
-    def change(self, fn: Callable[[State, Runtime, Status | None], Change]) -> Any:
-        """Apply `fn` to the head and commit what it returns; on a lost race, to the new head again."""
+    def change(self, fn: Callable[[State, Runtime, Status | None], Change], lease: Lease | None = None) -> Any:
+        """Apply `fn` to the head and commit what it returns; on a lost race, to the new head again. With the
+        `lease` of a durable run, the commit carries its fence (LeaseLost once another holder took it over)."""
         for attempt in range(ATTEMPTS):
             with self._lock:
                 tip = self._current()
@@ -68,19 +71,24 @@ class Conversation:
                 if seq == 0:
                     self._create()
                 try:
-                    self._tip = self.chain.commit(
-                        {"state": new_state, "runtime": new_runtime},
-                        seq=seq + 1,
-                        parent=seq or None,
-                        step=step,
-                        status=new_status,
-                        schema_version=1,
-                        meta={"schema": "dict", **meta},
-                        previous=tip,
-                    )
+                    with lease.fence() if lease is not None else nullcontext() as fence:
+                        self._tip = self.chain.commit(
+                            {"state": new_state, "runtime": new_runtime},
+                            seq=seq + 1,
+                            parent=seq or None,
+                            step=step,
+                            status=new_status,
+                            schema_version=1,
+                            meta={"schema": "dict", **meta},
+                            previous=tip,
+                            lease=lease.token if lease is not None else None,
+                            fence=fence,
+                        )
                     return value
                 except ConflictError:
                     self._tip = None  # another writer moved the head: read it again
+                except FenceMismatch:
+                    raise lease.lost() from None  # type: ignore[union-attr]
             time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConflictError(
             f"session {self.id!r}: {ATTEMPTS} commits in a row lost to other writers; nothing of this change was "

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from agents.items import ToolApprovalItem
 from ..errors import SafepointError
 from ..model import Status
 from ..repository import Repository
+from ..runtime.leases import Lease
 from ._openai_agents_conversation import Change, Runtime, State, private
 from ._openai_agents_session import SafepointSession
 
@@ -70,7 +73,15 @@ async def run(
 
     A run that stops for approvals returns as the SDK returns it (`result.interruptions`), after the session was
     saved as waiting. Starting a run while another waits for approvals is refused: resume or clear that one first.
+    A durable run holds the session's lease: a second one at the same time, in any process, gets SessionBusy.
     """
+    async with _leased(session):
+        return await _run(agent, input, session, context_serializer, runner_kwargs)
+
+
+async def _run(
+    agent: Agent[Any], input: Any, session: SafepointSession, context_serializer: Any, runner_kwargs: dict[str, Any]
+) -> RunResult:
     state = (await asyncio.to_thread(session._conversation.head))[0]
     if (state.get("run") or {}).get("state") is not None:
         waiting = ", ".join(sorted(pending_approvals(session)))
@@ -95,7 +106,21 @@ async def resume(
     """Continue the session's durable run in this process: a run waiting for approvals with the answers sent
     (`safepoint send`, `approve()`), or a run whose process stopped between turns, from its saved conversation.
 
-    `agent` is the run's top-level agent, as for the SDK's `Runner.run(agent, state)`."""
+    `agent` is the run's top-level agent, as for the SDK's `Runner.run(agent, state)`. It holds the session's lease
+    while it runs: a second `resume` (or `run`) at the same time, in any process, gets SessionBusy and runs nothing,
+    so an approved tool is not run twice by two resumers."""
+    async with _leased(session):
+        return await _resume(agent, session, context_serializer, context_deserializer, context_override, runner_kwargs)
+
+
+async def _resume(
+    agent: Agent[Any],
+    session: SafepointSession,
+    context_serializer: Any,
+    context_deserializer: Any,
+    context_override: Any,
+    runner_kwargs: dict[str, Any],
+) -> RunResult:
     state, runtime, _status, _seq = await asyncio.to_thread(session._conversation.head)
     stored = state.get("run") or {}
     if stored.get("state") is not None:
@@ -151,6 +176,20 @@ def approve(
     Repository(session.store).send(session.session_id, name, answer, by="api")
 
 
+@asynccontextmanager
+async def _leased(session: SafepointSession) -> AsyncIterator[None]:
+    """Hold the session's lease for a durable run (SessionBusy when a live holder has it)."""
+    if session._lease is not None:
+        raise SafepointError(f"session {session.session_id!r}: this SafepointSession is already running a durable run")
+    lease = Lease(session.store, session.session_id, session._conversation.chain.segment)
+    session._lease = await asyncio.to_thread(lease.acquire)
+    try:
+        yield
+    finally:
+        session._lease = None
+        await asyncio.to_thread(lease.release)
+
+
 def _decision(answer: Any) -> tuple[bool, str | None, bool]:
     if isinstance(answer, dict):
         return bool(answer["approve"]), answer.get("message"), bool(answer.get("always", False))
@@ -163,7 +202,10 @@ async def _run_and_settle(
     try:
         result = await Runner.run(agent, input, session=session, **kwargs)
     except Exception as exc:
-        await asyncio.to_thread(_settle_failed, session, exc)
+        try:
+            await asyncio.to_thread(_settle_failed, session, exc)
+        except SafepointError:
+            pass  # best effort (the lease may be lost): the caller gets the run's own error
         raise
     finally:
         session._run_marker = None
@@ -180,7 +222,7 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
             runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
             return {**state, "run": None}, runtime, "run completed", Status.COMPLETED, {}, None
 
-        session._conversation.change(complete)
+        session._conversation.change(complete, session._lease)
         return
     run_state = private(result.to_state().to_json(context_serializer=context_serializer), "state.run.state")
     asked = _now()
@@ -212,7 +254,7 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
             None,
         )
 
-    session._conversation.change(pause)
+    session._conversation.change(pause, session._lease)
 
 
 def _settle_failed(session: SafepointSession, exc: BaseException) -> None:
@@ -225,4 +267,4 @@ def _settle_failed(session: SafepointSession, exc: BaseException) -> None:
         stored = {**state["run"], "status": "failed", "error": why}
         return {**state, "run": stored}, runtime, "run failed", Status.FAILED, {"error": why}, None
 
-    session._conversation.change(fail)
+    session._conversation.change(fail, session._lease)

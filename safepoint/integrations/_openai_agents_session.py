@@ -10,6 +10,7 @@ from agents.memory.session_settings import SessionSettings, coerce_session_setti
 
 from ..model import Status
 from ..repository import Repository
+from ..runtime.leases import Lease
 from ..stores import Store, open_store
 from ._openai_agents_conversation import Change, Conversation, Runtime, State, private
 
@@ -38,6 +39,7 @@ class SafepointSession:
             coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
         )
         self._run_marker: dict[str, Any] | None = None  # a durable run started: ride in the next commit
+        self._lease: Lease | None = None  # held by this object's durable run (its commits carry the fence)
 
     @property
     def repository(self) -> Repository:
@@ -84,7 +86,7 @@ class SafepointSession:
             what = f"add {len(new)} item" + ("s" if len(new) > 1 else "") + f" ({count + len(new)})"
             return _items_change(state, runtime, status, state["items"] + new, what, marker)
 
-        self._conversation.change(append)
+        self._conversation.change(append, self._lease)
         self._marked(marker)
 
     def pop(self) -> dict[str, Any] | None:
@@ -98,7 +100,7 @@ class SafepointSession:
             last = state["items"][-1]
             return _items_change(state, runtime, status, state["items"][:-1], "pop item", marker, value=last)
 
-        popped = self._conversation.change(pop_last)
+        popped = self._conversation.change(pop_last, self._lease)
         self._marked(marker)
         return None if popped is None else private(popped, "item")
 
@@ -112,7 +114,7 @@ class SafepointSession:
             runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
             return {**state, "items": [], "run": None}, runtime, "clear", Status.COMPLETED, {}, None
 
-        self._conversation.change(empty)
+        self._conversation.change(empty, self._lease)
 
     def _marked(self, marker: dict[str, Any] | None) -> None:
         if marker is not None and self._run_marker is marker:
