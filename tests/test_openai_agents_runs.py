@@ -67,6 +67,8 @@ def test_sigkill_between_turns_then_approval_then_sigkill_after_the_approved_too
     assert kinds(head.state["items"]) == ["user", "function_call", "function_call_output"]
     assert head.status == sp.Status.RUNNING and head.state["run"]["status"] == "running"
     assert log.read_text().splitlines() == ["lookup_order 42"]
+    stuck = json.loads(cli(store, "ls", "--stuck", "--json").output)
+    assert [row["id"] for row in stuck] == ["orders-42"] and "lease holder" in stuck[0]["stuck"]
 
     # 2. A new process resumes from the saved conversation: the lookup is not run again; the cancel waits.
     waiting = child(store, "resume", log)
