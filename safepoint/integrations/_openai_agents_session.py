@@ -33,6 +33,7 @@ class SafepointSession:
         session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         self.store = store.store if isinstance(store, Repository) else open_store(store)
+        self._owns_store = not isinstance(store, Repository | Store)  # opened here from a URL: close() closes it
         self._conversation = Conversation(self.store, session_id)
         self.session_id = self._conversation.id
         self.session_settings = (
@@ -115,6 +116,11 @@ class SafepointSession:
             return {**state, "items": [], "run": None}, runtime, "clear", Status.COMPLETED, {}, None
 
         self._conversation.change(empty, self._lease)
+
+    def close(self) -> None:
+        """Close the store connection this session opened (a store or Repository passed in stays open)."""
+        if self._owns_store:
+            self.store.close()
 
     def _marked(self, marker: dict[str, Any] | None) -> None:
         if marker is not None and self._run_marker is marker:
