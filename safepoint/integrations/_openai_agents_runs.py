@@ -148,7 +148,13 @@ async def _resume(
                 f"session {session.session_id!r} waits for approval of {waiting}: answer first "
                 f"(`safepoint send {session.session_id} NAME true`, or false); nothing was run"
             )
-        session._run_marker = {"status": "running", "state": None, "resumed_at": _now(), "approved": decided}
+        session._run_marker = {
+            "status": "running",
+            "state": None,
+            "approvals": None,
+            "resumed_at": _now(),
+            "approved": decided,
+        }
         return await _run_and_settle(agent, run_state, session, context_serializer, runner_kwargs)
     if stored.get("status") in ("running", "failed"):
         # Stopped between turns: every finished turn is in the conversation; the model goes on from there.
