@@ -85,7 +85,8 @@ def test_sigkill_between_turns_then_approval_then_sigkill_after_the_approved_too
     seq = repo.info("orders-42").seq
     refused = CliRunner().invoke(app, ["--store", str(store), "send", "orders-42", "call-1-2", '"maybe"'])
     assert refused.exit_code != 0 and repo.info("orders-42").seq == seq
-    cli(store, "send", "orders-42", "call-1-2", "true")
+    sent = cli(store, "send", "orders-42", "call-1-2", "true")
+    assert "await resume(agent, session=SafepointSession('orders-42', store))" in sent.output
 
     # 3. Resumed with the SDK's RunState; killed when the model is called after the approved cancel ran and its
     # output was saved.

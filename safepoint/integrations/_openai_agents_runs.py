@@ -225,7 +225,7 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
     if not interruptions:
 
         def complete(state: State, runtime: Runtime, status: Status | None) -> Change:
-            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
+            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready", "resume_hint")}
             return {**state, "run": None}, runtime, "run completed", Status.COMPLETED, {}, None
 
         session._conversation.change(complete, session._lease)
@@ -250,7 +250,12 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
         approvals = {name: {key: r[key] for key in ("tool", "arguments", "agent")} for name, r in requests.items()}
         stored = {**(state.get("run") or {}), "status": "waiting", "agent": agent.name, "approvals": approvals}
         stored["state"] = run_state
-        runtime = {**runtime, "inputs": requests, "ready": False}
+        hint = (
+            f"it is ready: resume it where its agent is defined, with "
+            f"`await resume(agent, session=SafepointSession({session.session_id!r}, store))` "
+            "(safepoint.integrations.openai_agents)"
+        )
+        runtime = {**runtime, "inputs": requests, "ready": False, "resume_hint": hint}
         return (
             {**state, "run": stored},
             runtime,

@@ -112,7 +112,7 @@ class SafepointSession:
             if not state["items"] and state.get("run") is None:
                 return None, runtime, "", Status.COMPLETED, {}, None  # nothing to clear: no commit
             # A run waiting for approvals goes too: its RunState refers to the items cleared.
-            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready")}
+            runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready", "resume_hint")}
             return {**state, "items": [], "run": None}, runtime, "clear", Status.COMPLETED, {}, None
 
         self._conversation.change(empty, self._lease)
