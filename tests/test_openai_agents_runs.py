@@ -23,6 +23,7 @@ require_module("agents", "openai-agents")
 
 from agents import Agent, function_tool  # noqa: E402
 from openai_agents_model import PlannedToolsModel  # noqa: E402
+from openai_agents_stores import store_url  # noqa: E402, F401 - the fixture
 from typer.testing import CliRunner  # noqa: E402
 
 import safepoint as sp  # noqa: E402
@@ -216,7 +217,9 @@ def test_a_failed_model_call_leaves_a_run_that_resumes_from_its_saved_turns(tmp_
     assert session.repository.load("research-1").status == sp.Status.COMPLETED
 
 
-def test_answering_one_of_two_approvals_runs_that_one_and_waits_again_for_the_other(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:Redis store.*is not durable:safepoint.errors.SafepointWarning")
+def test_answering_one_of_two_approvals_runs_that_one_and_waits_again_for_the_other(store_url: str) -> None:
+    """On every kind of store: the approval flow needs only the conversation's commits, the lease and `send`."""
     ran: list[str] = []
 
     @function_tool(needs_approval=True)
@@ -226,7 +229,7 @@ def test_answering_one_of_two_approvals_runs_that_one_and_waits_again_for_the_ot
 
     model = PlannedToolsModel([[("refund", {"amount": 10}), ("refund", {"amount": 20})]], reply="ok")
     agent = Agent(name="billing", model=model, tools=[refund])
-    store = tmp_path / "store"
+    store = store_url
 
     async def scenario() -> None:
         first = await run(agent, "Refund both", session=SafepointSession("two", store))

@@ -16,18 +16,18 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from services import fresh_name, postgres_url, redis_url, require_module, with_query
+from services import require_module
 
 require_module("agents", "openai-agents")
 
 from agents import Agent, Runner  # noqa: E402
 from agents.memory import Session, SessionSettings  # noqa: E402
 from openai_agents_model import PlannedToolsModel  # noqa: E402
+from openai_agents_stores import store_url  # noqa: E402, F401 - the fixture
 
 import safepoint as sp  # noqa: E402
 from safepoint.integrations.openai_agents import SafepointSession  # noqa: E402
@@ -45,34 +45,6 @@ def msg(role: str, content: str) -> dict[str, Any]:
 
 def contents(items: list[dict[str, Any]]) -> list[Any]:
     return [item.get("content") for item in items]
-
-
-@pytest.fixture(params=["memory", "directory", "sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh store of each kind (PostgreSQL gets a schema of its own, Redis a prefix, both removed after)."""
-    kind = request.param
-    if kind == "memory":
-        yield f"memory://{fresh_name('oai')}"
-    elif kind == "directory":
-        yield str(tmp_path / "store")
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'agents.db'}"
-    elif kind == "postgres":
-        import psycopg
-
-        schema = fresh_name("oai")
-        yield with_query(postgres_url(), schema=schema)
-        with psycopg.connect(postgres_url(), autocommit=True) as conn:
-            conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
-    else:
-        import redis
-
-        prefix = fresh_name("oai")
-        yield with_query(redis_url(), prefix=prefix)
-        client = redis.Redis.from_url(redis_url())
-        for name in client.scan_iter(match="{" + prefix + "}:*", count=1000):
-            client.delete(name)
-        client.close()
 
 
 def test_it_is_an_sdk_session(store_url: str) -> None:
