@@ -333,3 +333,9 @@ def test_every_runner_method_keeps_the_conversation(runner_method: str, tmp_path
         [{"annotations": [], "logprobs": [], "text": "Hello", "type": "output_text"}],
     ]
     assert len(SafepointSession("methods", store).items()) == 4
+
+
+def test_a_session_id_that_cannot_name_a_session_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(sp.InvalidSessionId, match="path separator"):
+        SafepointSession("user/42", tmp_path / "store")
+    assert SafepointSession("user:42 chat", tmp_path / "store").session_id == "user:42 chat"  # stored under a hash
