@@ -15,6 +15,14 @@
 `openai-agents`): `safepoint ls / show / history / diff / send` work on it. See docs/openai-agents.md.
 """
 
+try:
+    import agents  # noqa: F401 - the OpenAI Agents SDK
+except ImportError as exc:
+    raise ImportError(
+        f"safepoint.integrations.openai_agents needs the OpenAI Agents SDK ({exc}): "
+        'pip install "safepoint[openai-agents]"'
+    ) from exc
+
 from ._openai_agents_conversation import AGENT
 from ._openai_agents_runs import ANSWER_SCHEMA, approval_name, approve, pending_approvals, resume, run
 from ._openai_agents_session import SafepointSession
