@@ -246,5 +246,11 @@ def test_answering_one_of_two_approvals_runs_that_one_and_waits_again_for_the_ot
             third.final_output == "ok: refunded 20; refunded 10" or third.final_output == "ok: refunded 10; refunded 20"
         )
         assert sorted(ran) == ["refund 10", "refund 20"]
+        # The session's usage is the run's, counted once across its two pauses (the RunState carries it): 2 model calls.
+        spent = third.context_wrapper.usage
+        repo = sp.open(store)
+        usage = repo.load("two").runtime["usage"]
+        assert spent.requests == 2 and usage["model_calls"] == 2 and usage["tokens"] == spent.total_tokens > 0
+        assert repo.summary("two").tokens == spent.total_tokens  # what `safepoint ls --stuck --json` reports
 
     asyncio.run(scenario())

@@ -91,7 +91,7 @@ async def _run(
             "to drop it; nothing was run"
         )
     session._run_marker = {"status": "running", "agent": agent.name, "started_at": _now(), "state": None}
-    return await _run_and_settle(agent, input, session, context_serializer, runner_kwargs)
+    return await _run_and_settle(agent, input, session, context_serializer, runner_kwargs, new_usage=True)
 
 
 async def resume(
@@ -155,11 +155,12 @@ async def _resume(
             "resumed_at": _now(),
             "approved": decided,
         }
-        return await _run_and_settle(agent, run_state, session, context_serializer, runner_kwargs)
+        # The RunState carries the run's usage so far: only what it adds is counted again.
+        return await _run_and_settle(agent, run_state, session, context_serializer, runner_kwargs, new_usage=False)
     if stored.get("status") in ("running", "failed"):
         # Stopped between turns: every finished turn is in the conversation; the model goes on from there.
         session._run_marker = {"status": "running", "resumed_at": _now()}
-        return await _run_and_settle(agent, [], session, context_serializer, runner_kwargs)
+        return await _run_and_settle(agent, [], session, context_serializer, runner_kwargs, new_usage=True)
     raise SafepointError(
         f"session {session.session_id!r} has no run to resume (none was started with "
         "safepoint.integrations.openai_agents.run, or it completed)"
@@ -203,7 +204,13 @@ def _decision(answer: Any) -> tuple[bool, str | None, bool]:
 
 
 async def _run_and_settle(
-    agent: Agent[Any], input: Any, session: SafepointSession, context_serializer: Any, kwargs: dict[str, Any]
+    agent: Agent[Any],
+    input: Any,
+    session: SafepointSession,
+    context_serializer: Any,
+    kwargs: dict[str, Any],
+    *,
+    new_usage: bool,
 ) -> RunResult:
     try:
         result = await Runner.run(agent, input, session=session, **kwargs)
@@ -215,16 +222,40 @@ async def _run_and_settle(
         raise
     finally:
         session._run_marker = None
-    await asyncio.to_thread(_settle, session, agent, result, context_serializer)
+    await asyncio.to_thread(_settle, session, agent, result, context_serializer, new_usage)
     return result
 
 
-def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, context_serializer: Any) -> None:
+def _usage(result: RunResult) -> dict[str, int]:
+    usage = result.context_wrapper.usage
+    return {
+        "tokens": usage.total_tokens,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "model_calls": usage.requests,
+    }
+
+
+def _counted(runtime: Runtime, state: State, total: dict[str, int], new_usage: bool) -> Runtime:
+    """`runtime` with the session's usage totals (`runtime.usage`, what `safepoint ls --stuck --json` and the
+    summaries show) raised by what the run spent since it was last counted (`state.run.usage_counted`)."""
+    before = {} if new_usage else ((state.get("run") or {}).get("usage_counted") or {})
+    usage = dict(runtime.get("usage") or {})
+    for name, amount in total.items():
+        usage[name] = usage.get(name, 0) + amount - before.get(name, 0)
+    return {**runtime, "usage": usage}
+
+
+def _settle(
+    session: SafepointSession, agent: Agent[Any], result: RunResult, context_serializer: Any, new_usage: bool
+) -> None:
     """Save how the run stopped: waiting for approvals (with the SDK's RunState), or completed."""
     interruptions = result.interruptions
+    spent = _usage(result)
     if not interruptions:
 
         def complete(state: State, runtime: Runtime, status: Status | None) -> Change:
+            runtime = _counted(runtime, state, spent, new_usage)
             runtime = {key: value for key, value in runtime.items() if key not in ("inputs", "ready", "resume_hint")}
             return {**state, "run": None}, runtime, "run completed", Status.COMPLETED, {}, None
 
@@ -249,13 +280,14 @@ def _settle(session: SafepointSession, agent: Agent[Any], result: RunResult, con
     def pause(state: State, runtime: Runtime, status: Status | None) -> Change:
         approvals = {name: {key: r[key] for key in ("tool", "arguments", "agent")} for name, r in requests.items()}
         stored = {**(state.get("run") or {}), "status": "waiting", "agent": agent.name, "approvals": approvals}
-        stored["state"] = run_state
+        stored.update(state=run_state, usage_counted=spent)
         hint = (
             f"it is ready: resume it where its agent is defined, with "
             f"`await resume(agent, session=SafepointSession({session.session_id!r}, store))` "
             "(safepoint.integrations.openai_agents)"
         )
-        runtime = {**runtime, "inputs": requests, "ready": False, "resume_hint": hint}
+        runtime = _counted(runtime, state, spent, new_usage)
+        runtime.update(inputs=requests, ready=False, resume_hint=hint)
         return (
             {**state, "run": stored},
             runtime,
