@@ -230,3 +230,14 @@ def test_a_followed_index_is_a_copy_at_most_max_age_old(repo: sp.Repository) -> 
     with repo.session("new-one") as s:
         s.save("first")
     assert mirror.refresh() == ["new-one"]
+
+
+def test_deleting_a_sessions_records_deletes_its_entry(repo: sp.Repository) -> None:
+    from safepoint.core.history import Chain
+
+    with repo.session("doomed") as s:
+        s.save("one")
+    chain = Chain(repo.store, "doomed")
+    chain.delete_all()
+    repo.store.delete(chain.info_key)  # what the adapters' delete does next
+    assert repo.store.get(session_index.key("doomed")) is None and repo.summaries() == []

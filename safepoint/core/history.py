@@ -518,9 +518,11 @@ class Chain:
         self._written = {}
 
     def delete_all(self) -> None:
-        """Delete every record, pack and the floor of this session (the session record stays)."""
+        """Delete every record, pack and the floor of this session, and its summary index entry (the session
+        record stays: a caller deleting the session removes it next)."""
         self.delete_records(self.seqs())
         self.store.delete(self.floor_key)
+        self.store.delete(session_index.key(self.segment))
 
     def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""

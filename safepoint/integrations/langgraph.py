@@ -41,7 +41,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from ..core import codec, session_index
+from ..core import codec
 from ..core.history import Chain, Saved
 from ..errors import CheckpointNotFound, ConflictError, SafepointError
 from ..model import Status
@@ -440,8 +440,7 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
         self._pending.delete(writes_prefix(chain.segment))
         for key in self.store.list(ids_prefix(chain.segment)):
             self.store.delete(key)
-        keys = (chain.head_key, lease_key(chain.segment), session_index.key(chain.segment), chain.info_key)
-        for key in (*keys, thread_key(thread_id, ns)):
+        for key in (chain.head_key, lease_key(chain.segment), chain.info_key, thread_key(thread_id, ns)):
             self.store.delete(key)
 
     def _drop_checkpoints(self, t: _Thread, records: dict[int, dict[str, Any]], doomed: set[int]) -> None:
