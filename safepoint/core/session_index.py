@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from ..errors import CorruptCheckpoint
+from ..errors import CorruptCheckpoint, SafepointError
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Store
 from . import codec
@@ -163,6 +163,9 @@ def entries(
                     doc = None
         if doc is None:
             doc = refresh(info_key)
+            healed = store.get(key(segment)) if doc is not None else None
+            if healed is not None:
+                cache[segment] = (healed, doc)
         if doc is not None:
             out.append(doc)
     for gone in cache.keys() - found.keys():
@@ -171,10 +174,14 @@ def entries(
 
 
 class Mirror:
-    """The index kept in memory by a long-running reader (the dashboard): listings read the copy, never more than
-    `max_age` seconds old. `refresh()` re-reads every entry (decoding only those whose bytes changed) and says
-    which sessions changed; `reload(ids)` re-reads a few at once (after a change the reader made itself, or one
-    a notification announced)."""
+    """The index kept in memory by a long-running reader (the dashboard), so a listing never waits for the store.
+
+    `docs()` reads the whole index only the first time; after that it returns the copy at once, and when the
+    copy is older than `max_age` seconds it has it re-read in the background (so a listing is at most
+    `max_age` plus one re-read behind). `refresh()` re-reads every entry now (decoding only those whose bytes
+    changed) and says which sessions changed; `reload(ids)` re-reads a few now (after a change the reader made
+    itself, or one a notification announced).
+    """
 
     def __init__(self, store: Store, refresh: Callable[[str], dict[str, Any] | None], max_age: float) -> None:
         self.store = store
@@ -184,18 +191,28 @@ class Mirror:
         self._docs: list[dict[str, Any]] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
+        self._refreshing = threading.Event()
+
+    def docs(self) -> list[dict[str, Any]]:
+        """Every session's entry: the copy (read now if there is none yet), re-read behind the scenes when old."""
+        if self._docs is None:
+            self.refresh()
+        elif time.monotonic() - self._at > self.max_age and not self._refreshing.is_set():
+            self._refreshing.set()
+            threading.Thread(target=self._refresh_behind, name="safepoint-index-refresh", daemon=True).start()
+        return self._docs or []
+
+    def _refresh_behind(self) -> None:
+        try:
+            self.refresh()
+        except SafepointError:
+            pass  # the store is away: the copy stays, and the next listing tries again
+        finally:
+            self._refreshing.clear()
 
     @property
     def loaded(self) -> bool:
         return self._docs is not None
-
-    def docs(self) -> list[dict[str, Any]]:
-        """Every session's entry, as of at most `max_age` seconds ago."""
-        docs = self._docs
-        if docs is None or time.monotonic() - self._at > self.max_age:
-            self.refresh()
-            docs = self._docs
-        return docs or []
 
     def refresh(self) -> list[str]:
         """Read the whole index again; return the ids of the sessions whose entry changed (all, the first time)."""
