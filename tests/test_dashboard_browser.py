@@ -79,9 +79,12 @@ def _free_port() -> int:
 
 
 def _spawn(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """A `safepoint` process; its output goes to `<cwd>/<command>-<n>.log` (shown when a test fails)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "safepoint", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    log = cwd / f"{args[2]}-{len(list(cwd.glob('*.log')))}.log"
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "safepoint", *args], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -128,7 +131,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 except httpx.HTTPError:
                     time.sleep(0.1)
             else:
-                raise AssertionError(f"the dashboard did not start: {server.stderr.read() if server.stderr else ''}")
+                logs = "".join(log.read_text() for log in tmp.glob("*.log"))
+                raise AssertionError(f"the dashboard did not start: {logs}")
             with sync_api.sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 try:

@@ -30,7 +30,11 @@
 
   if (!window.EventSource) return;
   var source = new EventSource("/events" + (here ? "?session=" + encodeURIComponent(here) : ""));
-  source.addEventListener("ready", function () { if (dot) dot.classList.add("on"); });
+  source.addEventListener("ready", function () {
+    if (dot) dot.classList.add("on");
+    // A commit between this page's render and the stream's start sent its event to nobody: look once now.
+    refresh();
+  });
   source.onerror = function () { if (dot) dot.classList.remove("on"); };
   source.addEventListener("change", function (event) {
     var ids = JSON.parse(event.data);
