@@ -218,6 +218,7 @@ def main() -> None:
                 "store",
                 "sessions",
                 "time to write them",
+                "index re-read in the background (median of 5)",
                 "cold find_sessions() (median of 3)",
                 "Repository.sessions() (every head)",
             ],
