@@ -165,7 +165,9 @@ def _bad_calls() -> list[tuple[str, str, dict[str, Any], str]]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("tool", "arguments", "message"), [c[1:] for c in _bad_calls()], ids=[c[0] for c in _bad_calls()])
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"), [c[1:] for c in _bad_calls()], ids=[c[0] for c in _bad_calls()]
+)
 def test_bad_input_is_a_tool_error_and_the_store_is_unchanged(
     seeded: Path, tool: str, arguments: dict[str, Any], message: str
 ) -> None:
