@@ -176,8 +176,9 @@ def test_http_bearer_token(store: str) -> None:
 
 def test_http_refuses_a_non_loopback_address_without_a_token(store: str) -> None:
     port = free_port()
+    command = [sys.executable, "-m", "safepoint", "--store", store, "mcp", "--http", "--host", "0.0.0.0"]
     refused = subprocess.run(
-        [sys.executable, "-m", "safepoint", "--store", store, "mcp", "--http", "--host", "0.0.0.0", "--port", str(port)],
+        [*command, "--port", str(port)],
         capture_output=True, text=True, env=server_env(), timeout=60,
     )  # fmt: skip
     assert refused.returncode == 1
