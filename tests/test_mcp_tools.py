@@ -428,3 +428,20 @@ def test_what_mcp_saves_is_what_the_python_api_and_cli_see(seeded: Path) -> None
     steps = [(c["step"], c["manual_edit"]) for c in json.loads(listed.output)]
     assert steps == [("plan", False), ("collect", False), ("mcp", False), ("python", False), ("python", True),
                      ("mcp", False)]  # fmt: skip
+
+
+def test_a_save_while_a_live_worker_holds_the_lease_is_refused(seeded: Path) -> None:
+    server = build_server(str(seeded))
+    with sp.open(seeded) as repo, repo.session("report-1") as running:
+        before = snapshot(seeded)
+
+        async def scenario() -> Any:
+            async with Client(server) as client:
+                return await call(client, "save_checkpoint", session="report-1", changes=[
+                    {"path": "data.x", "value": 1}])  # fmt: skip
+
+        refused = run(scenario)
+        assert refused.is_error and "which holds its lease; nothing was written" in error_text(refused)
+        assert snapshot(seeded) == before
+        running.state.data["worker"] = True
+        assert running.save(step="worker").seq == 3  # the holder goes on undisturbed

@@ -25,8 +25,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024
 #: Artifacts up to this size come back inline (base64); larger ones as a resource link.
 DEFAULT_INLINE_ARTIFACT = 256 * 1024
-#: How long a save waits for another writer of the same session (its lease) before giving up.
-DEFAULT_LEASE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,6 @@ class Policy:
     sessions: Sequence[str] = field(default_factory=tuple)
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inline_artifact: int = DEFAULT_INLINE_ARTIFACT
-    lease_wait: float = DEFAULT_LEASE_WAIT
 
     def allows(self, session_id: str) -> bool:
         return not self.sessions or any(fnmatchcase(session_id, pattern) for pattern in self.sessions)

@@ -18,7 +18,7 @@ from ..repository import open as open_repository
 from ..stores import Store
 from ..version import __version__
 from .elicit import register_elicitation
-from .policy import DEFAULT_INLINE_ARTIFACT, DEFAULT_LEASE_WAIT, DEFAULT_MAX_PAYLOAD, Policy
+from .policy import DEFAULT_INLINE_ARTIFACT, DEFAULT_MAX_PAYLOAD, Policy
 from .resources import register_resources
 from .tools import register_reading, register_writing
 
@@ -38,13 +38,12 @@ def build_server(
     sessions: Sequence[str] = (),
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     inline_artifact: int = DEFAULT_INLINE_ARTIFACT,
-    lease_wait: float = DEFAULT_LEASE_WAIT,
 ) -> MCPServer:
     """An MCP server over `repo` (a Repository, store or store URL; default `$SAFEPOINT_STORE` or ./.safepoint).
 
     `read_only` leaves the writing tools out; `sessions` is an allow-list of fnmatch patterns of session ids;
-    `max_payload` caps what one call may send (bytes); `lease_wait` is how long a save waits for another
-    writer of the same session.
+    `max_payload` caps what one call may send (bytes); `inline_artifact` is the largest artifact returned
+    inline.
     """
     repository = repo if isinstance(repo, Repository) else open_repository(repo)
     policy = Policy(
@@ -52,7 +51,6 @@ def build_server(
         sessions=tuple(sessions),
         max_payload=max_payload,
         inline_artifact=inline_artifact,
-        lease_wait=lease_wait,
     )
     server = MCPServer(
         "safepoint",

@@ -162,7 +162,7 @@ def register_reading(server: MCPServer, repo: Repository, policy: Policy) -> Non
 
 def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> None:
     def commit(session: str, build: writes.Build, **options: Any) -> tuple[Any, bool]:
-        return writes.commit(repo, session, build, lease_wait=policy.lease_wait, **options)
+        return writes.commit(repo, session, build, **options)
 
     @server.tool(annotations=WRITE)
     @tool_errors

@@ -2,13 +2,16 @@
 
 A write is a `build` function from the head checkpoint (None for a new session) to the next state and runtime
 records. It runs once before anything is written, so bad input (a bad path, a state failing its schema, a
-value with no JSON form) is refused with the store untouched. Then the session is opened as any writer opens
-it, under its lease, and saved.
+value with no JSON form) is refused with the store untouched. Then the session is opened and saved as any
+writer saves it (a delta against its head).
 
 Optimistic concurrency: with `expected_seq`, the save commits checkpoint `expected_seq + 1` and nothing else.
 That commit is the store's create-if-absent of the checkpoint's key (see safepoint.core.history), so of two
 writers holding the same `expected_seq` (two clients, or two server processes on one store) exactly one
-lands; the other gets a ConflictError naming the head, and the chain is never forked.
+lands; the other gets a ConflictError naming the head, and the chain is never forked. A write does not take
+the session's lease (two more durable writes a call): it refuses, writing nothing, while a live worker holds
+it, and a worker that takes the lease after that check finds its next seq taken and gets a ConflictError
+instead of overwriting anything.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import codec
-from ..errors import ConflictError, InvalidState, SessionNotFound
+from ..errors import ConflictError, InvalidState, SessionBusy, SessionNotFound
 from ..model import AgentState, Checkpoint, Status
 from ..repository import Repository, validate_state
 from ..session import from_plain, schema_name, to_plain
@@ -54,7 +57,6 @@ def commit(
     status: Status | str | None = None,
     expected_seq: int | None = None,
     create: bool = False,
-    lease_wait: float = 10.0,
     agent: str | None = None,
     tags: list[str] | None = None,
 ) -> tuple[Checkpoint, bool]:
@@ -73,6 +75,12 @@ def commit(
     if expected_seq is not None and expected_seq != seq:
         raise conflict(session_id, expected_seq, seq)
     state, runtime = build(head)
+    holder = repo.lease(session_id) if head else None
+    if holder is not None and holder.live:
+        raise SessionBusy(
+            f"session {session_id!r} is being run by {holder.owner}, which holds its lease; nothing was written: "
+            "try again once it has stopped"
+        )
     recorded_schema = head.meta.get("schema") if head else schema_name(NEW_SCHEMA)
     with repo.session(
         session_id,
@@ -80,10 +88,9 @@ def commit(
         tags=tags or [],
         schema=dict,
         schema_version=head.schema_version if head else None,
-        lease=True,
-        wait=lease_wait,
+        lease=False,
     ) as session:
-        if session.seq != seq:  # another writer saved between the check and the lease
+        if session.seq != seq:  # another writer saved since the check
             if expected_seq is not None:
                 raise conflict(session_id, expected_seq, session.seq)
             head, seq = repo.load(session_id, session.seq), session.seq
