@@ -14,7 +14,9 @@ changing two values (`data.step` and a ~100-byte `data.note`):
    the tool's own work (checks, opening the session under its lease, the save, closing it) plus the SDK's
    dispatch, without a transport;
 3. the same over stdio, to a `safepoint mcp` subprocess;
-4. the same over streamable HTTP, to a `safepoint mcp --http` subprocess on loopback.
+4. the same over streamable HTTP, to a `safepoint mcp --http` subprocess on loopback;
+5. (diagnostic) the tool's write path called directly (`safepoint.mcp.writes.commit` with the same change):
+   what the server does per save, without the SDK, so that 2 minus 5 is the SDK's in-process dispatch.
 
 Every MCP save passes `expected_seq` (the seq the last one returned), as an agent should. The ways take turns
 in rounds (each round a tenth of the saves, the first way rotating), so a change in the machine's load hits
@@ -42,10 +44,11 @@ from common import KIB, choose_tmp_base, describe_machine, md_table, median, ms,
 from workloads import Words, make_agent_state  # noqa: E402
 
 import safepoint as sp  # noqa: E402
-from safepoint.mcp import build_server  # noqa: E402
+from safepoint.core.paths import assign  # noqa: E402
+from safepoint.mcp import build_server, writes  # noqa: E402
 
 WAYS = ("session.save() (direct)", "save_checkpoint, in process", "save_checkpoint over stdio",
-        "save_checkpoint over HTTP")  # fmt: skip
+        "save_checkpoint over HTTP", "the tool's write path alone (diagnostic)")  # fmt: skip
 HEADING = "## MCP server: save_checkpoint round trip"
 
 
@@ -94,7 +97,7 @@ async def measure(store: Path, saves: int, rounds: int) -> tuple[dict[str, list[
             command = [sys.executable, "-m", "safepoint", "--store", str(store), "mcp"]
             stdio = await stack.enter_async_context(Client(StdioServerParameters(command=command[0], args=command[1:])))
             remote = await stack.enter_async_context(Client(f"http://127.0.0.1:{port}/mcp"))
-            heads = {1: 1, 2: 1, 3: 1}
+            heads = {1: 1, 2: 1, 3: 1, 4: 1}
 
             def save_direct(n: int) -> Callable[[], Awaitable[None]]:
                 async def go() -> None:
@@ -117,11 +120,28 @@ async def measure(store: Path, saves: int, rounds: int) -> tuple[dict[str, list[
 
                 return go
 
-            clients = [None, inproc, stdio, remote]
+            def save_path(n: int) -> Callable[[], Awaitable[None]]:
+                def build(head: Any) -> tuple[Any, dict[str, Any]]:
+                    state = writes.base_state(head)
+                    assign(state, "data.step", n, "way-4")
+                    assign(state, "data.note", notes[n % len(notes)], "way-4")
+                    return writes.checked_state("way-4", head, state), writes.base_runtime(head)
+
+                async def go() -> None:
+                    heads[4] = writes.commit(repo, "way-4", build, step=f"step {n}", expected_seq=heads[4])[0].seq
+
+                return go
+
+            clients = [None, inproc, stdio, remote, None]
+
+            def way(index: int, n: int) -> Callable[[], Awaitable[None]]:
+                if index == 0:
+                    return save_direct(n)
+                return save_path(n) if index == 4 else save_mcp(index, clients[index], n)
+
             for warm in range(5):  # imports, connections and caches, not measured
-                await save_direct(warm)()
-                for index in (1, 2, 3):
-                    await save_mcp(index, clients[index], warm)()
+                for index in range(len(WAYS)):
+                    await way(index, warm)()
             per_round, n = saves // rounds, 5
             for round_ in range(rounds):
                 order = list(range(len(WAYS)))
@@ -129,7 +149,7 @@ async def measure(store: Path, saves: int, rounds: int) -> tuple[dict[str, list[
                 for index in order:
                     for _ in range(per_round):
                         n += 1
-                        call = save_direct(n) if index == 0 else save_mcp(index, clients[index], n)
+                        call = way(index, n)
                         start = time.perf_counter()
                         await call()
                         times[WAYS[index]].append(time.perf_counter() - start)
@@ -174,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += md_table(["way", "median", "p90", "mean", "median vs direct save"], rows) + [""]
     lines += [
-        "Reading it: the in-process row is the tool's own work on top of a save (checking the input against the "
-        "head before anything is written, opening the session under its lease, the save, giving the lease back) "
-        "plus the SDK's dispatch; stdio and HTTP add the transport, JSON-RPC framing and a second process. "
-        "A Python agent keeps its session open and pays only the first row; an MCP client pays the full round "
-        "trip for every save, since each call opens and closes the session so that other writers (another "
-        "server process, a Python worker) can take their turn.",
+        "Reading it: the diagnostic row is what the server does for one save (it loads the head and checks the "
+        "input against it before anything is written, reads the lease, opens the session, which loads the head "
+        "again, saves a delta and closes it); the in-process row adds the SDK's dispatch (argument and result "
+        "validation, the structured result); stdio and HTTP add the transport, JSON-RPC framing and a second "
+        "process. A Python agent keeps its session open and pays only the first row; an MCP client pays a "
+        "whole round trip for every save, since every call stands alone so that other writers (another server "
+        "process, a Python worker) can go between two of them.",
         "",
     ]
     section = "\n".join(lines)
