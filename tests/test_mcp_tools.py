@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -445,3 +446,41 @@ def test_a_save_while_a_live_worker_holds_the_lease_is_refused(seeded: Path) -> 
         assert snapshot(seeded) == before
         running.state.data["worker"] = True
         assert running.save(step="worker").seq == 3  # the holder goes on undisturbed
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+def test_two_writers_past_every_check_are_decided_by_the_stores_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    url = str(tmp_path / "store") if kind == "directory" else f"sqlite:///{tmp_path / 'agents.db'}"
+    with sp.open(url) as repo, repo.session("race") as s:
+        s.save(step="seed")
+    server = build_server(url)
+    both_ready = threading.Barrier(2, timeout=20)
+    original = sp.Session.save
+
+    def save_together(self: sp.Session, *args: Any, **kwargs: Any) -> sp.Checkpoint:
+        both_ready.wait()  # both writers have loaded seq 1, passed the checks and opened the session
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.Session, "save", save_together)
+    results: list[Any] = []
+
+    async def writer(name: str) -> None:
+        async with Client(server) as client:
+            results.append(await call(client, "save_checkpoint", session="race", expected_seq=1, step=name,
+                                      changes=[{"path": "data.by", "value": name}]))  # fmt: skip
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer, "a")
+            group.start_soon(writer, "b")
+
+    run(scenario)
+    assert sorted(r.is_error for r in results) == [False, True]
+    lost = next(r for r in results if r.is_error)
+    assert "is at seq 2, not at expected_seq 1: another writer saved first; nothing was written" in error_text(lost)
+    with sp.open(url) as repo:
+        assert [(c.seq, c.parent) for c in repo.history("race")] == [(1, None), (2, 1)]
+        won = next(r for r in results if not r.is_error)
+        assert repo.load("race").step == won.structured_content["step"]

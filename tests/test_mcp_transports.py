@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def test_stdio_read_only_and_allow_list_flags(store: str) -> None:
 def test_http_server_killed_mid_run_and_the_agent_resumes_with_nothing_lost(store: str) -> None:
     port = free_port()
     first = start_http(store, port)
-    acknowledged: list[tuple[int, str]] = []
+    acknowledged: list[tuple[int, str]] = []  # (seq, step) of every save the server confirmed
     crashed: list[Exception] = []
 
     async def before_crash() -> None:
@@ -101,10 +102,17 @@ def test_http_server_killed_mid_run_and_the_agent_resumes_with_nothing_lost(stor
                 for step in STEPS[:3]:
                     seq = await agent_step(client, "job", seq, step)
                     acknowledged.append((seq, step))
-                first.kill()  # SIGKILL: no shutdown, no flush, the connection just drops
-                first.wait()
-                with anyio.fail_after(30):
-                    await call(client, "load_checkpoint", session="job")
+                # Progress notes as fast as the server takes them; SIGKILL lands in the middle of one (no
+                # shutdown, no flush: the connection just drops).
+                threading.Timer(0.5, first.kill).start()
+                with anyio.fail_after(60):
+                    for tick in range(100_000):
+                        saved = await ok(
+                            client, "save_checkpoint", session="job", expected_seq=seq, step=f"tick {tick}",
+                            changes=[{"path": "data.tick", "value": tick}],
+                        )  # fmt: skip
+                        seq = saved["seq"]
+                        acknowledged.append((seq, f"tick {tick}"))
         except Exception as exc:  # noqa: BLE001 - whatever the transport raises: the server is gone
             crashed.append(exc)
 
@@ -112,14 +120,16 @@ def test_http_server_killed_mid_run_and_the_agent_resumes_with_nothing_lost(stor
         run(before_crash)
     finally:
         stop(first)
-    assert crashed and first.returncode == -9  # the client saw its server die
+    assert crashed and first.returncode == -9  # the client saw its server die mid-burst
+    assert len(acknowledged) > 5  # some ticks were confirmed before the kill
     second = start_http(store, port)
     try:
 
         async def after_restart() -> dict[str, Any]:
             async with http_client(port) as client:
                 head = await ok(client, "load_checkpoint", session="job")
-                assert head["seq"] == acknowledged[-1][0] and head["step"] == STEPS[2]
+                # Everything confirmed is there; at most the one save in flight landed unconfirmed.
+                assert head["seq"] in (acknowledged[-1][0], acknowledged[-1][0] + 1)
                 assert head["state"]["mission"]["done"] == STEPS[:3]
                 assert head["state"]["mission"]["remaining"] == STEPS[3:]
                 seq = head["seq"]
@@ -134,9 +144,11 @@ def test_http_server_killed_mid_run_and_the_agent_resumes_with_nothing_lost(stor
     assert final["status"] == "completed" and final["state"]["mission"]["done"] == STEPS
     assert all(final["state"]["data"][step] == f"result of {step}" for step in STEPS)
     with sp.open(store) as repo:
-        history = repo.history("job")
-        assert [(c.seq, c.step) for c in history] == acknowledged  # every acknowledged save, in order
-        assert [c.parent for c in history] == [None, *range(1, len(history))]
+        history = {c.seq: c for c in repo.history("job")}
+        assert all(history[seq].step == step for seq, step in acknowledged)  # no confirmed save lost
+        assert [c.parent for c in history.values()] == [None, *range(1, len(history))]  # one chain
+        assert len(history) - len(acknowledged) in (0, 1)
+        assert repo.fsck().ok
 
 
 def test_http_bearer_token(store: str) -> None:
