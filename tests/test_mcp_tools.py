@@ -341,6 +341,10 @@ def test_ask_user_puts_the_question_through_elicitation(seeded: Path) -> None:
         return ElicitResult(action="decline")
 
     async def scenario() -> None:
+        async with Client(server) as client:  # no elicitation_callback: this client cannot ask anyone
+            cannot = await call(client, "ask_user", session="report-1", name="approve")
+            assert cannot.is_error and "declared no form elicitation" in error_text(cannot)
+            assert "answer_input(session='report-1', name='approve')" in error_text(cannot)
         async with Client(server, elicitation_callback=decline) as client:
             declined = await ok(client, "ask_user", session="report-1", name="approve")
             assert (declined["action"], declined["seq"]) == ("decline", None)

@@ -16,7 +16,7 @@ def mcp(
     host: Annotated[
         str, typer.Option("--host", metavar="ADDR", help="HTTP: the address to bind (non-loopback needs --token).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N", help="HTTP: the port.")] = 8766,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, metavar="N", help="HTTP: the port.")] = 8766,
     token: Annotated[
         str | None,
         typer.Option(

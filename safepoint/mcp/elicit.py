@@ -3,8 +3,7 @@
 The question comes from the store (what `wait_for` saved); the SDK asks it on any connection (a request to
 the client on older protocol versions, an input-required round on 2026-07-28), and an accepted answer is
 delivered exactly as `safepoint send` delivers one, checked against the question's schema. A client that
-cannot elicit gets the SDK's missing-capability error; `answer_input` then delivers an answer it obtained
-some other way.
+cannot elicit gets a tool error pointing to `answer_input`, which delivers an answer obtained some other way.
 """
 
 # (no `from __future__ import annotations`: the tool's annotations name a local resolver, `ask`)
@@ -13,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server import MCPServer
-from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, create_model
 
@@ -55,7 +54,14 @@ def register_elicitation(server: MCPServer, repo: Repository, policy: Policy) ->
             raise ToolError(f"session {session!r} is not waiting for {name!r} (it waits for: {asked}); nothing asked")
         return waiting[name].get("prompt") or name, waiting[name].get("schema")
 
-    async def ask(session: str, name: str) -> Elicit[BaseModel]:
+    async def ask(session: str, name: str, ctx: Context) -> Elicit[BaseModel]:
+        capabilities = ctx.client_capabilities
+        elicitation = capabilities.elicitation if capabilities is not None else None
+        if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+            raise ToolError(
+                "this client cannot put questions to its user (it declared no form elicitation); "
+                f"ask them yourself and deliver the answer with answer_input(session={session!r}, name={name!r})"
+            )
         prompt, schema = await anyio.to_thread.run_sync(question, session, name)
         model, _ = answer_model(schema)
         return Elicit(f"Session {session} asks ({name}): {prompt}", model)

@@ -74,6 +74,10 @@ def tool_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except SafepointError as exc:
             raise ToolError(" ".join(str(exc).split("\n"))) from None
+        except OSError as exc:  # the store's disk or server failed under a call safepoint did not wrap
+            raise ToolError(
+                f"the store failed ({exc}); a save lands whole or not at all: check with load_checkpoint and retry"
+            ) from None
 
     # The SDK reads the tool's schema from its annotations: resolve them where the tool was written.
     wrapper.__annotations__ = typing.get_type_hints(fn, include_extras=True)
