@@ -161,9 +161,6 @@ def register_reading(server: MCPServer, repo: Repository, policy: Policy) -> Non
 
 
 def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> None:
-    def commit(session: str, build: writes.Build, **options: Any) -> tuple[Any, bool]:
-        return writes.commit(repo, session, build, **options)
-
     @server.tool(annotations=WRITE)
     @tool_errors
     def save_checkpoint(
@@ -201,8 +198,16 @@ def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> Non
                 assign(new, path, value, session)
             return writes.checked_state(session, head, new), writes.base_runtime(head)
 
-        cp, created = commit(
-            session, build, step=step, status=status, expected_seq=expected_seq, create=True, agent=agent, tags=tags
+        cp, created = writes.commit(
+            repo,
+            session,
+            build,
+            step=step,
+            status=status,
+            expected_seq=expected_seq,
+            create=True,
+            agent=agent,
+            tags=tags,
         )
         return SavedCheckpoint(
             session=session, seq=cp.seq, parent=cp.parent, step=cp.step, status=str(cp.status), created=created
@@ -255,7 +260,7 @@ def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> Non
             items[:] = [i for i in items if not (isinstance(i, dict) and i.get("name") == name)] + [ref.model_dump()]
             return writes.checked_state(session, head, new), writes.base_runtime(head)
 
-        cp, _ = commit(session, build, step=f"artifact {name}", expected_seq=expected_seq)
+        cp, _ = writes.commit(repo, session, build, step=f"artifact {name}", expected_seq=expected_seq)
         return found.model_copy(update={"attached_at": cp.seq})
 
     @server.tool(annotations=WRITE)
@@ -303,7 +308,7 @@ def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> Non
 
         step = f"effect {key}: intent" if status == "intent" else f"effect {key}"
         try:
-            cp, _ = commit(session, build, step=step, expected_seq=expected_seq)
+            cp, _ = writes.commit(repo, session, build, step=step, expected_seq=expected_seq)
         except _AlreadyDone as done:
             return _effect(session, key, done.record)  # done before: nothing to record, do not act again
         return _effect(session, key, already["record"], seq=cp.seq)

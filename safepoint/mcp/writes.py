@@ -75,7 +75,7 @@ def commit(
     if expected_seq is not None and expected_seq != seq:
         raise conflict(session_id, expected_seq, seq)
     state, runtime = build(head)
-    holder = repo.lease(session_id) if head else None
+    holder = repo.lease(session_id)
     if holder is not None and holder.live:
         raise SessionBusy(
             f"session {session_id!r} is being run by {holder.owner}, which holds its lease; nothing was written: "
