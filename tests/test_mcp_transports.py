@@ -16,6 +16,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp_helpers import call, error_text, free_port, http_client, ok, run, server_env, start_http, stop
+from mcp_types import ElicitResult
 
 import safepoint as sp
 from safepoint.mcp import WRITING_TOOLS
@@ -83,6 +84,29 @@ def test_stdio_read_only_and_allow_list_flags(store: str) -> None:
             assert refused.is_error and "outside this server's allow-list ('team-a-*')" in error_text(refused)
 
     run(scenario)
+
+
+def test_stdio_legacy_protocol_client_and_elicitation(store: str) -> None:
+    """A client on the handshake-era protocol (2025-11-25, what most MCP clients speak today) works too, and
+    its user answers a waiting session's question through a server-to-client elicitation request."""
+    with sp.open(store) as repo, repo.session("waits") as s, pytest.raises(sp.Suspended):
+        s.wait_for("approve", prompt="Ship it?", schema=bool)
+
+    async def yes(context: Any, params: Any) -> ElicitResult:
+        return ElicitResult(action="accept", content={"answer": True})
+
+    async def scenario() -> None:
+        command = [sys.executable, "-m", "safepoint", "--store", store, "mcp"]
+        params = StdioServerParameters(command=command[0], args=command[1:], env=server_env())
+        async with Client(params, mode="legacy", elicitation_callback=yes) as client:
+            assert client.protocol_version == "2025-11-25"
+            asked = await ok(client, "ask_user", session="waits", name="approve")
+            assert (asked["action"], asked["answer"], asked["ready"]) == ("accept", True, True)
+
+    run(scenario)
+    with sp.open(store) as repo:
+        assert repo.pending_inputs("waits") == {}
+        assert repo.load("waits").meta["by"] == "mcp-elicitation"
 
 
 def test_http_server_killed_mid_run_and_the_agent_resumes_with_nothing_lost(store: str) -> None:
