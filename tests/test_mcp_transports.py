@@ -190,6 +190,9 @@ def test_http_bearer_token(store: str) -> None:
         assert none.headers["www-authenticate"].startswith("Bearer")
         other_path = httpx2.get(f"http://127.0.0.1:{port}/anything")
         assert other_path.status_code == 401  # every request, not only the MCP endpoint
+        authed = {**headers, "Authorization": "Bearer s3cret-token"}
+        rebound = httpx2.post(url, json=request, headers={**authed, "Host": "attacker.example"})
+        assert rebound.status_code == 421  # the SDK's DNS-rebinding protection, on for a loopback server
 
         async def with_token() -> None:
             async with http_client(port, token="s3cret-token") as client:
