@@ -28,6 +28,9 @@ from ..session import from_plain, schema_name, to_plain
 #: A write: from the head checkpoint (with its state; None for a new session) to the next (state, runtime).
 Build = Callable[[Checkpoint | None], tuple[Any, dict[str, Any]]]
 
+#: Commits tried, without expected_seq, when other writers keep taking the next seq first.
+ATTEMPTS = 3
+
 #: Sessions created through MCP hold the default structured state (mission, tools, model, artifacts, ...).
 NEW_SCHEMA = AgentState
 
@@ -82,26 +85,32 @@ def commit(
             "try again once it has stopped"
         )
     recorded_schema = head.meta.get("schema") if head else schema_name(NEW_SCHEMA)
-    with repo.session(
-        session_id,
-        agent=agent,
-        tags=tags or [],
-        schema=dict,
-        schema_version=head.schema_version if head else None,
-        lease=False,
-    ) as session:
-        if session.seq != seq:  # another writer saved since the check
-            if expected_seq is not None:
-                raise conflict(session_id, expected_seq, session.seq)
-            head, seq = repo.load(session_id, session.seq), session.seq
-            state, runtime = build(head)
-        session.state, session.runtime = state, runtime
-        keep = head.status if head else Status.RUNNING
-        try:
-            checkpoint = session.save(step, status=status or keep, schema=recorded_schema)
-        except ConflictError:
-            raise conflict(session_id, seq, repo.info(session_id).seq) from None
-    return checkpoint, head is None
+    for attempt in range(ATTEMPTS):
+        with repo.session(
+            session_id,
+            agent=agent,
+            tags=tags or [],
+            schema=dict,
+            schema_version=head.schema_version if head else None,
+            lease=False,
+        ) as session:
+            if session.seq != seq:  # another writer saved since the check
+                if expected_seq is not None:
+                    raise conflict(session_id, expected_seq, session.seq)
+                head, seq = repo.load(session_id, session.seq), session.seq
+                state, runtime = build(head)
+            session.state, session.runtime = state, runtime
+            keep = head.status if head else Status.RUNNING
+            try:
+                checkpoint = session.save(step, status=status or keep, schema=recorded_schema)
+            except ConflictError:
+                # Another writer took seq + 1 first. With expected_seq that is the answer; without, the change
+                # goes on top of the new head, as it would have had it arrived a moment later.
+                if expected_seq is not None or attempt == ATTEMPTS - 1:
+                    raise conflict(session_id, seq, repo.info(session_id).seq) from None
+                continue
+        return checkpoint, checkpoint.seq == 1
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def checked_state(session_id: str, head: Checkpoint | None, state: Any) -> Any:
