@@ -4,6 +4,7 @@ acknowledged save lost, bearer-token auth, and the refusal to listen beyond loop
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -223,6 +224,14 @@ def test_http_refuses_a_non_loopback_address_without_a_token(store: str) -> None
     assert refused.returncode == 1
     assert "refusing to serve MCP on 0.0.0.0" in refused.stderr and "--token" in refused.stderr
     assert "Traceback" not in refused.stderr
+    with socket.socket() as taken:  # a port in use: one line too, not uvicorn's log and exit status 3
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = subprocess.run(
+            [*command[:-2], "--port", str(taken.getsockname()[1])], capture_output=True, text=True,
+            env=server_env(), timeout=60,
+        )  # fmt: skip
+    assert busy.returncode == 1 and busy.stderr.startswith("error: cannot listen on 127.0.0.1:"), busy.stderr
     server = start_http(store, port, "--host", "0.0.0.0", "--token", "tok")  # with a token it serves
     try:
 

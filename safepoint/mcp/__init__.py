@@ -7,7 +7,7 @@
 serve or to mount (the dashboard mounts it at `/mcp`). See docs/mcp.md.
 """
 
-from .http import DEFAULT_HOST, DEFAULT_PORT, MCPApp, TokenRequired, http_app, is_loopback, serve_http
+from .http import DEFAULT_HOST, DEFAULT_PORT, CannotServe, MCPApp, TokenRequired, http_app, is_loopback, serve_http
 from .policy import Policy
 from .server import build_server
 from .tools import WRITING_TOOLS
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "WRITING_TOOLS",
+    "CannotServe",
     "MCPApp",
     "Policy",
     "TokenRequired",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +24,25 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
 
 
-class TokenRequired(SafepointError):
+class CannotServe(SafepointError):
+    """The HTTP server cannot start: its address is taken, or it would be open beyond loopback without a token."""
+
+
+class TokenRequired(CannotServe):
     """An HTTP server on a non-loopback address was started without a bearer token."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail with one clear line, before the server starts, when `host:port` cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise CannotServe(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (or stop what uses it)"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -127,6 +145,7 @@ def serve_http(
             f"refusing to serve MCP on {host}, which is not a loopback address, without a bearer token; "
             "pass --token or set SAFEPOINT_MCP_TOKEN (or bind 127.0.0.1)"
         )
+    check_address(host, port)
     app = http_app(repo, token=token, host=host, **options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
