@@ -291,6 +291,8 @@ def test_artifacts_inline_when_small_as_a_resource_link_when_large(seeded: Path)
             assert len(links) == 1 and str(links[0].uri) == result.structured_content["resource_uri"]
             read = await client.read_resource(str(links[0].uri))
             assert base64.b64decode(read.contents[0].blob) == large
+            by_ref = await client.read_resource(f"safepoint://artifacts/{big['ref']}")  # the `sha256:` form too
+            assert base64.b64decode(by_ref.contents[0].blob) == large
 
     run(scenario)
     with sp.open(seeded) as repo:

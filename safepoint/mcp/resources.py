@@ -65,8 +65,8 @@ def register_resources(server: MCPServer, repo: Repository, policy: Policy) -> N
 
     @server.resource("safepoint://artifacts/{digest}", name="artifact", mime_type="application/octet-stream")
     def artifact(digest: str) -> bytes:
-        """An artifact's bytes, by the hex digest of its `sha256:` reference."""
-        ref = "sha256:" + digest
+        """An artifact's bytes, by its reference (`sha256:<hex>`, or the hex digest alone)."""
+        ref = "sha256:" + digest.removeprefix("sha256:")
         if policy.sessions and not _listed_by_allowed(repo, policy, ref):
             raise ResourceNotFoundError(f"artifact {ref} is not listed by any session of this server's allow-list")
 
