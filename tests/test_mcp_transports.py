@@ -55,7 +55,9 @@ async def agent_step(client: Client, session: str, seq: int, step: str) -> int:
 
 def test_stdio_server_process_saves_and_loads(store: str) -> None:
     async def scenario() -> None:
-        async with stdio(store) as client:
+        async with stdio(store, "--max-payload", "5000") as client:
+            too_big = await call(client, "save_checkpoint", session="s1", state={"data": {"blob": "x" * 6000}})
+            assert too_big.is_error and "over this server's limit of 5,000 bytes" in error_text(too_big)
             created = await ok(
                 client, "save_checkpoint", session="s1", agent="remote", expected_seq=0, step="plan",
                 state={"mission": {"goal": "g", "remaining": STEPS}},
