@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..core.summary import SessionSummary
-from ..model import Checkpoint, SessionInfo
+from ..model import Checkpoint
 
 StatusName = Literal["running", "waiting", "paused", "failed", "completed"]
 
@@ -178,7 +178,3 @@ class Effect(BaseModel):
     at: str | None = None
     attempt: int | None = None
     seq: int | None = Field(None, description="The checkpoint that recorded it (record_effect only).")
-
-
-def session_item(info: SessionInfo) -> SessionItem:
-    return SessionItem.of(SessionSummary(info=info))
