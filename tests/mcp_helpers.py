@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -60,25 +61,29 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 def start_http(store: str, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A `safepoint mcp --http` process; returns once it accepts connections."""
+    """A `safepoint mcp --http` process; returns once it accepts connections. Its stderr goes to a file (a pipe
+    nobody reads could fill up and stall it)."""
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "safepoint", "--store", store, "mcp", "--http", "--port", str(port), *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
         env=env or server_env(),
     )
-    deadline = time.monotonic() + 30
+    process.log = log  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"safepoint mcp --http exited {process.returncode}: {process.stderr.read().decode()}")
+            log.seek(0)
+            raise AssertionError(f"safepoint mcp --http exited {process.returncode}: {log.read().decode()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return process
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise AssertionError("safepoint mcp --http did not start listening within 30 s")
+    raise AssertionError("safepoint mcp --http did not start listening within 60 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -89,9 +94,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
+    log = getattr(process, "log", None)
+    if log is not None:
+        log.close()
 
 
 def http_client(port: int, token: str | None = None) -> Client:
