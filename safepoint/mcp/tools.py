@@ -239,9 +239,14 @@ def register_writing(server: MCPServer, repo: Repository, policy: Policy) -> Non
     ) -> Artifact:
         """Store a file apart from the state, by content hash; with `session`, list it in state.artifacts
         (one checkpoint). Unlisted artifacts are removed by `safepoint gc`."""
-        if session is not None:
-            policy.check_session(session)
-            writes.head_of(repo, session, create=False)  # an unknown session: refused before anything is stored
+        if session is not None:  # everything that could refuse the listing is checked before the bytes are stored
+            head = writes.writable_head(repo, policy.check_session(session), expected_seq, create=False)
+            if (
+                head is not None
+                and isinstance(head.state, dict)
+                and not isinstance(head.state.get("artifacts", []), list)
+            ):
+                raise ToolError(f"state.artifacts of session {session!r} is not a list; cannot list the artifact")
         policy.check_size("the artifact", size=len(data_base64) * 3 // 4)
         try:
             data = base64.b64decode(data_base64, validate=True)

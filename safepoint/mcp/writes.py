@@ -51,6 +51,27 @@ def conflict(session_id: str, expected: int, head: int) -> ConflictError:
     )
 
 
+def writable_head(repo: Repository, session_id: str, expected_seq: int | None, *, create: bool) -> Checkpoint | None:
+    """The head a write goes on (None: a new session), after every check that needs no new state: the session
+    exists (or may be created), `expected_seq` is its head, and no live worker holds its lease."""
+    if expected_seq is not None and expected_seq > 0 and not repo.exists(session_id):
+        raise SessionNotFound(
+            f"no session {session_id!r} in {repo.url} (expected_seq {expected_seq} names a checkpoint of it); "
+            "call list_sessions, or omit expected_seq to create a new session"
+        )
+    head = head_of(repo, session_id, create=create)
+    seq = head.seq if head else 0
+    if expected_seq is not None and expected_seq != seq:
+        raise conflict(session_id, expected_seq, seq)
+    holder = repo.lease(session_id)
+    if holder is not None and holder.live:
+        raise SessionBusy(
+            f"session {session_id!r} is being run by {holder.owner}, which holds its lease; nothing was written: "
+            "try again once it has stopped"
+        )
+    return head
+
+
 def commit(
     repo: Repository,
     session_id: str,
@@ -68,22 +89,9 @@ def commit(
     `status` None keeps the head's status. Everything is checked before the session is opened: a refused
     write leaves the store as it was, byte for byte.
     """
-    if expected_seq is not None and expected_seq > 0 and not repo.exists(session_id):
-        raise SessionNotFound(
-            f"no session {session_id!r} in {repo.url} (expected_seq {expected_seq} names a checkpoint of it); "
-            "call list_sessions, or omit expected_seq to create a new session"
-        )
-    head = head_of(repo, session_id, create=create)
+    head = writable_head(repo, session_id, expected_seq, create=create)
     seq = head.seq if head else 0
-    if expected_seq is not None and expected_seq != seq:
-        raise conflict(session_id, expected_seq, seq)
     state, runtime = build(head)
-    holder = repo.lease(session_id)
-    if holder is not None and holder.live:
-        raise SessionBusy(
-            f"session {session_id!r} is being run by {holder.owner}, which holds its lease; nothing was written: "
-            "try again once it has stopped"
-        )
     recorded_schema = head.meta.get("schema") if head else schema_name(NEW_SCHEMA)
     for attempt in range(ATTEMPTS):
         with repo.session(
