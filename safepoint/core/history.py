@@ -40,6 +40,7 @@ from ..errors import (
     ConflictError,
     CorruptCheckpoint,
     InvalidSessionId,
+    NotSerializable,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
@@ -343,13 +344,12 @@ class Chain:
             "lease": lease,
         }
         self.last_attempt = None
-        ops_bytes = ops = snapshot = None
+        ops_bytes = ops = snapshot = decoded = None
         as_delta = False
         if previous is not None:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
-            ops_bytes = _encode_ops(delta.diff(previous.base, doc))
-            ops = codec.loads(ops_bytes)
+            ops_bytes, ops = _encode_ops(delta.diff(previous.base, doc))
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -360,10 +360,16 @@ class Chain:
             record.update(base=keyframe_seq, delta=orjson.Fragment(ops_bytes))  # canonical already: not again
         else:
             snapshot = codec.dumps(doc, root="")
+            if previous is None:
+                # Nothing stored vouches for any of it: check it loads back as the same value (NaN, tuples...).
+                # The decoded copy is the writer's base, which a second save would otherwise decode.
+                decoded = codec.faithful(doc, snapshot, root="")
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        payload, objects = (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+        payload, objects = (
+            (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot, decoded)
+        )
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
@@ -383,10 +389,12 @@ class Chain:
                     self._pack_cycle(previous.keyframe_seq, seq - 1)
                 self._written = {}
             self._written[seq] = payload
-        base = None
+        base = decoded
         if ops is not None:
             # Only now that the commit stands may the writer's copy move on.
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
+            snapshot = None
+        elif decoded is not None:
             snapshot = None
         if status in open_sessions.CLOSED:
             try:
@@ -396,7 +404,9 @@ class Chain:
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 
-    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
+    def _keyframe_payload(
+        self, record: dict[str, Any], snapshot: bytes, decoded: Any = None
+    ) -> tuple[bytes, dict[str, bytes]]:
         """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
 
         A state small enough to stay inline goes into the record as the bytes already encoded (an
@@ -409,7 +419,7 @@ class Chain:
             record["root"] = {"k": "v", "v": None}  # readers of `record` only ask whether it has a root
             return payload, {}
         writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
-        record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
+        record["root"] = writer.root(codec.loads(snapshot) if decoded is None else decoded, len(snapshot))
         return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
@@ -513,18 +523,23 @@ class Chain:
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
 
 
-def _encode_ops(ops: list[delta.Op]) -> bytes:
+def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
+    """The canonical JSON of `ops` and its decoded copy, which must equal them: NotSerializable names the path
+    inside the state (not inside the operation list) of a value that would not load back the same."""
     try:
-        return codec.dumps(ops)
-    except Exception:
-        # Name the path inside the state, not inside the operation list.
-        for op in ops:
-            if op[0] == "s":
-                codec.dumps(op[2], root=delta.format_path(op[1], root=""))
-            elif op[0] == "x":
-                for offset, item in enumerate(op[4]):
-                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
-        raise
+        encoded = codec.dumps(ops)
+        decoded = codec.loads(encoded)
+        if decoded == ops:
+            return encoded, decoded
+    except NotSerializable:
+        pass
+    for op in ops:
+        if op[0] == "s":
+            codec.copy(op[2], root=delta.format_path(op[1], root=""))
+        elif op[0] == "x":
+            for offset, item in enumerate(op[4]):
+                codec.copy(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
+    raise codec.unfaithful(ops, "state")
 
 
 def artifact_refs(state: Any) -> list[str]:

@@ -76,7 +76,7 @@ def _resolve_in_doubt(
 
 
 def _record_done(session: RunContext, key: str, result: Any, *, resolved: bool = False) -> Any:
-    plain = codec.loads(codec.dumps(result, root=f"result of effect {key!r}"))
+    plain = codec.copy(result, root=f"result of effect {key!r}", tuples=True)
     entry = {"status": "done", "result": plain, "at": now()}
     if resolved:
         entry["resolved_in_doubt"] = True
