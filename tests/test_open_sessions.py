@@ -80,9 +80,7 @@ def test_the_first_worker_pass_indexes_a_store_written_before_the_index(repo: sp
     assert listed_keys(repo) == ["open/asking"]
 
 
-def test_once_indexed_a_pass_reads_only_the_open_sessions(
-    repo: sp.Repository, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_once_indexed_a_pass_reads_only_the_open_sessions(repo: sp.Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(30):
         closed(repo, f"done{n:02d}", sp.Status.COMPLETED)
     left_running(repo, "todo1")
