@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +15,7 @@ from .core import artifacts, bundle, codec, delta, maintenance, open_sessions
 from .core.history import Chain, check_session_id, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
+from .core.redact import Redactor
 from .core.summary import SessionSummary, summarize
 from .errors import CheckpointNotFound, ConflictError, InvalidState, SafepointError, SessionNotFound
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
@@ -28,9 +29,19 @@ from .stores import Store, open_store
 class Repository:
     """Everything safepoint keeps in one store. Get one with `safepoint.open(url)`."""
 
-    def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, migrations: Migrations | None = None):
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        migrations: Migrations | None = None,
+        redact: Iterable[str] = (),
+        redact_secrets: bool = True,
+    ):
         self.store = open_store(store)
         self.migrations = migrations or Migrations()
+        rules = [redact] if isinstance(redact, str) else list(redact)
+        if rules or not redact_secrets:
+            self.store.redactor = Redactor(rules, secrets=redact_secrets)
 
     @property
     def url(self) -> str:
@@ -273,9 +284,19 @@ class Repository:
         return f"Repository({self.url!r})"
 
 
-def open(url: str | os.PathLike[str] | Store | None = None, *, migrations: Migrations | None = None) -> Repository:  # noqa: A001
-    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`."""
-    return Repository(url, migrations=migrations)
+def open(  # noqa: A001
+    url: str | os.PathLike[str] | Store | None = None,
+    *,
+    migrations: Migrations | None = None,
+    redact: Iterable[str] = (),
+    redact_secrets: bool = True,
+) -> Repository:
+    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`.
+
+    Before anything is written, values at the `redact` paths (`"model.api_key"`, `"data.env.*"`) and known
+    credential formats anywhere (unless `redact_secrets=False`) are replaced by a marker (see docs/security.md).
+    """
+    return Repository(url, migrations=migrations, redact=redact, redact_secrets=redact_secrets)
 
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:

@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import codec, delta, open_sessions
+from . import codec, delta, open_sessions, redact
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -130,6 +130,7 @@ class Chain:
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
+        self.redactor = redact.policy(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
@@ -169,6 +170,9 @@ class Chain:
             "parent": parent,
             "created_at": _now().isoformat(),
         }
+        if self.redactor.suspect(codec.dumps([agent, tags, parent], root="the session's agent, tags and parent")):
+            redacted = self.redactor.secrets_in([agent, tags, parent], self.store)
+            doc.update(zip(("agent", "tags", "parent"), redacted, strict=True))
         created = self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
         if created:
             self.store.prepare(self.prefix)  # the first checkpoint then costs what every later one does
@@ -346,10 +350,21 @@ class Chain:
         self.last_attempt = None
         ops_bytes = ops = snapshot = decoded = None
         as_delta = False
+        redactor = self.redactor
+        if redactor.active:
+            doc = redactor.paths(doc, self.store)
+            if redactor.suspect(codec.dumps([step, meta], root="the checkpoint's step and metadata")):
+                step, meta = redactor.secrets_in([step, meta], self.store)
+                record.update(step=step, meta=meta)
+        redacted = False  # whether credentials were found in what changed (then the keyframe must not have them)
         if previous is not None:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
-            ops_bytes, ops = _encode_ops(delta.diff(previous.base, doc))
+            raw_ops = delta.diff(previous.base, doc)
+            ops_bytes, ops = _encode_ops(raw_ops)
+            if redactor.suspect(ops_bytes):  # only what changed: the base was redacted when it was written
+                redacted = True
+                ops_bytes, ops = _encode_ops(redactor.ops(raw_ops, previous.base, self.store))
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -359,11 +374,17 @@ class Chain:
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
             record.update(base=keyframe_seq, delta=orjson.Fragment(ops_bytes))  # canonical already: not again
         else:
+            if redacted:
+                doc = redactor.secrets_in(doc, self.store)
             snapshot = codec.dumps(doc, root="")
             if previous is None:
                 # Nothing stored vouches for any of it: check it loads back as the same value (NaN, tuples...).
                 # The decoded copy is the writer's base, which a second save would otherwise decode.
                 decoded = codec.faithful(doc, snapshot, root="")
+                if redactor.suspect(snapshot):
+                    doc = redactor.secrets_in(doc, self.store)
+                    snapshot = codec.dumps(doc, root="")
+                    decoded = codec.loads(snapshot)
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))

@@ -138,6 +138,9 @@ class Store(ABC):
     #: prefix means listing them all. Stores whose `last` is one index lookup set it False: a commit then
     #: writes one key less.
     head_hints: bool = True
+    #: The redaction policy safepoint applies before writing into this store (`safepoint.open(redact=...)`
+    #: sets it; None: the default, known credential formats redacted). Stores themselves never look at it.
+    redactor: object | None = None
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:
