@@ -61,6 +61,10 @@ class CorruptCheckpoint(SafepointError):
         )
 
 
+class EncryptionKeyError(SafepointError):
+    """An encrypted store opened without its key or with another one, or a key that cannot be used."""
+
+
 class SchemaTooNew(SafepointError):
     """A checkpoint was written by newer code (storage format or user schema) than this process runs."""
 

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import zstandard
 
-from ..errors import CorruptCheckpoint, NotSerializable
+from ..errors import CorruptCheckpoint, EncryptionKeyError, NotSerializable
+from ..stores.base import ENCRYPTED_MAGIC
 
 _MAGIC = b"SP\x01"
 _RAW = b"j"
@@ -194,6 +195,10 @@ def seal(payload: bytes, *, compress: bool = True, digest: bytes | None = None) 
 def unseal(blob: bytes, key: str) -> bytes:
     """Return the payload of a sealed blob, verifying its checksum; CorruptCheckpoint names `key` otherwise."""
     if len(blob) < _HEADER or not blob.startswith(_MAGIC):
+        if blob.startswith(ENCRYPTED_MAGIC):
+            raise EncryptionKeyError(
+                f"{key} is encrypted: open the store with its key (SAFEPOINT_KEY, SAFEPOINT_KEY_FILE or key=)"
+            )
         raise CorruptCheckpoint(key, "not a safepoint object (bad header or truncated)")
     codec = blob[3:4]
     digest = blob[4:_HEADER]

@@ -32,6 +32,9 @@ from typing import Final, Protocol
 
 from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 
+#: The first bytes of every value an encrypted store writes (see safepoint.stores.encrypted).
+ENCRYPTED_MAGIC: Final = b"SPX\x01"
+
 # Sentinel for "no compare-and-set": plain overwrite.
 ANY: Final = object()
 
