@@ -2,14 +2,15 @@
 
 Each format is recognised by its own documented shape (a fixed prefix and a run of token characters), not by
 entropy, so ordinary text, ids, hashes and base64 data are left alone. `anchors` are literal bytes every match
-contains: the save path asks only whether any anchor occurs in the encoded JSON (a few C-level `in` scans), and
-runs the patterns on strings only when one does.
+contains, for `find` on one string. On the save path `suspect` decides first, over the encoded JSON, whether any
+string may hold one: a scan for a few single bytes each format must contain (`-` of `sk-`, `_` of `ghp_`, ...),
+checked where they occur; the patterns then run only on strings when it says yes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -61,10 +62,59 @@ FORMATS = tuple(
 )
 ANCHORS: tuple[bytes, ...] = tuple(sorted({anchor for f in FORMATS for anchor in f.anchors}))
 
+_TOKEN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _dash(data: bytes, i: int) -> bool:
+    # sk-... (openai, anthropic) at a token boundary, xox?- / xapp- (slack), "... PRIVATE KEY-----" (PEM)
+    if data.endswith(b"sk", 0, i):
+        return i < 3 or data[i - 3] not in _TOKEN
+    return data.endswith((b"xoxa", b"xoxb", b"xoxo", b"xoxp", b"xoxr", b"xoxs", b"xapp", b"PRIVATE KEY"), 0, i)
+
+
+def _underscore(data: bytes, i: int) -> bool:
+    # gh?_ / github_pat_ (github), sk_live_ / rk_live_ (stripe), secret_access_key labels (aws)
+    if data.endswith((b"ghp", b"gho", b"ghu", b"ghs", b"ghr", b"github", b"secret", b"Secret", b"SECRET"), 0, i):
+        return True
+    return data.endswith((b"sk", b"rk"), 0, i) and data.startswith(b"live_", i + 1)
+
+
+def _literal(data: bytes, literal: bytes, first: int, second: int) -> bool:
+    """Whether `literal` occurs in `data`, found through two of its bytes (at offsets `first`, `second`): their
+    occurrences are walked side by side, and once either byte has no more occurrences every place the literal
+    could be has been checked. So the cost follows the rarer of the two bytes, whichever it is in this data."""
+    a, b = literal[first : first + 1], literal[second : second + 1]
+    i, j = data.find(a), data.find(b)
+    while i != -1 and j != -1:
+        if data.startswith(literal, i - first) or data.startswith(literal, j - second):
+            return True
+        i, j = data.find(a, i + 1), data.find(b, j + 1)
+    return False
+
+
+def _each(data: bytes, byte: bytes, check: Callable[[bytes, int], bool]) -> bool:
+    i = data.find(byte)
+    while i != -1:
+        if check(data, i):
+            return True
+        i = data.find(byte, i + 1)
+    return False
+
+
+# Finding a single byte is a memchr, the C library's fastest scan (~1 us per 64 KiB where `in` with a short
+# string takes 40-50 us); the few places a rare byte occurs are then checked.
+_LITERALS = ((b"AIza", 1, 2), (b"AKIA", 1, 2), (b"ASIA", 1, 2), (b"eyJ", 2, 1), (b"AccessKey", 6, 0))
+
 
 def suspect(encoded: bytes) -> bool:
     """Whether encoded JSON may hold a known credential (False is certain; True asks for `find`)."""
-    return any(anchor in encoded for anchor in ANCHORS)
+    return (
+        _each(encoded, b"-", _dash)
+        or _each(encoded, b"_", _underscore)
+        or any(_literal(encoded, literal, a, b) for literal, a, b in _LITERALS)
+        or _each(encoded, b"B", lambda data, i: data.startswith((b"Bearer", b"BEARER"), i))
+        or b"bearer" in encoded  # lower case: no rare byte in it to look for
+    )
 
 
 def find(text: str) -> Iterator[tuple[int, int, str]]:
