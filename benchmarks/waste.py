@@ -25,16 +25,17 @@ Waste is the tokens spent beyond the failure-free cost. The reduction is 1 - was
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import random
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-import safepoint as sp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import describe_machine, md_table, parser, verdict, write_out  # noqa: E402
+
+import safepoint as sp  # noqa: E402
 
 STEPS = 20
 TARGET = 0.90
@@ -142,18 +143,6 @@ def measure(rate: float, workflows: int, seed: int) -> Totals:
     return totals
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
-
-
 def report(results: dict[float, Totals], workflows: int, seed: int, seconds: float, command: str) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -168,21 +157,28 @@ def report(results: dict[float, Totals], workflows: int, seed: int, seconds: flo
         "failure-free cost. Target: at least 90% less waste than restarting (the seed claims 60%).",
         "",
         f"- Date: {when}; {workflows:,} workflows per rate, seed {seed}, {seconds:.0f} s",
-        f"- Machine: {machine()}",
+        *(f"- {line}" for line in describe_machine(None)),  # the sessions live in memory
         f"- Command: `{command}`",
         "",
-        "| per-run failure rate | per-step p | workflows that failed | failures (restart / safepoint) "
-        "| failure-free tokens | waste, restart from scratch | waste, safepoint | waste reduction | expected by the model | target 90% |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for rate, t in results.items():
         free = t.failure_free
-        lines.append(
-            f"| {rate:.0%} | {per_step_probability(rate):.4f} | {t.failed_workflows / workflows:.1%} "
-            f"| {t.restart_failures:,} / {t.safepoint_failures:,} | {free:,} "
-            f"| {t.restart_waste:,} ({t.restart_waste / free:.1%}) | {t.safepoint_waste:,} ({t.safepoint_waste / free:.1%}) "
-            f"| **{t.reduction:.1%}** | {expected_reduction(rate):.1%} | {'PASS' if t.reduction >= TARGET else 'FAIL'} |"
+        rows.append(
+            [f"{rate:.0%}", f"{per_step_probability(rate):.4f}", f"{t.failed_workflows / workflows:.1%}"]
+            + [f"{t.restart_failures:,} / {t.safepoint_failures:,}", f"{free:,}"]
+            + [
+                f"{t.restart_waste:,} ({t.restart_waste / free:.1%})",
+                f"{t.safepoint_waste:,} ({t.safepoint_waste / free:.1%})",
+            ]
+            + [f"**{t.reduction:.1%}**", f"{expected_reduction(rate):.1%}", verdict(t.reduction >= TARGET)]
         )
+    lines += md_table(
+        ["per-run failure rate", "per-step p", "workflows that failed", "failures (restart / safepoint)"]
+        + ["failure-free tokens", "waste, restart from scratch", "waste, safepoint", "waste reduction"]
+        + ["expected by the model", "target 90%"],
+        rows,
+    )
     lines += [
         "",
         "Reading it: a restart throws away every step done before the failure, on average about half the",
@@ -199,13 +195,15 @@ def report(results: dict[float, Totals], workflows: int, seed: int, seconds: flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workflows", type=int, default=2000, help="workflows per failure rate (default 2000)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.30], help="per-run failure rates")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", help="also write the results as a Markdown section to this file")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when the reduction misses the 90%% target")
-    args = parser.parse_args()
+    options = parser(
+        __doc__,
+        out="also write the results as a Markdown section to this file",
+        strict="exit 1 when the reduction misses the 90%% target",
+    )
+    options.add_argument("--workflows", type=int, default=2000, help="workflows per failure rate (default 2000)")
+    options.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.30], help="per-run failure rates")
+    options.add_argument("--seed", type=int, default=42)
+    args = options.parse_args()
     started = time.monotonic()
     results = {}
     for rate in args.rates:
@@ -218,11 +216,9 @@ def main() -> int:
         )
     command = "python benchmarks/waste.py " + " ".join(sys.argv[1:])
     section = report(results, args.workflows, args.seed, time.monotonic() - started, command.strip())
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(section)
     print()
     print(section)
+    write_out(section, args.out)
     return 1 if args.strict and any(t.reduction < TARGET for t in results.values()) else 0
 
 

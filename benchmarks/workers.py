@@ -28,7 +28,6 @@ The worker processes import this file as their agents module (`--agents workers`
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import statistics
@@ -47,10 +46,13 @@ from typing import Any
 
 from rich.progress import Progress
 
-import safepoint as sp
-from safepoint.core import open_sessions
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import describe_machine, md_table, parser, write_out  # noqa: E402
+
+import safepoint as sp  # noqa: E402
+from safepoint.core import open_sessions  # noqa: E402
+
 AGENT = "bench-steps"
 #: Where an agent run records its interval: the libpq URL of the server, and the run's schema.
 SINK_URL_VAR, SINK_SCHEMA_VAR = "SAFEPOINT_BENCH_SINK_URL", "SAFEPOINT_BENCH_SINK_SCHEMA"
@@ -381,17 +383,20 @@ def markdown(
         f"its {settings.step_ms:g} ms asleep, the rest as CPU (the worker's Python, PostgreSQL) and the commit's WAL flush; the CPU "
         "part is what 2 cores run out of as workers are added, so these rates say little about larger machines.",
         "",
-        "| worker processes | wall time | checkpoints | checkpoints/s | vs 1 worker | sessions completed "
-        "| held by two workers at once | takeovers | sessions per worker (min-max) | load (1 min) at end |",
-        "|" + " --- |" * 10,
     ]
+    rows = []
     for o in outcomes:
         speedup = f"{o.rate / base:.2f}x" if base else "-"
         spread = f"{o.per_worker[0]}-{o.per_worker[-1]}" if o.per_worker else "-"
-        lines.append(
-            f"| {o.workers} | {o.wall:.1f} s | {o.checkpoints:,} | {o.rate:,.0f} | {speedup} | "
-            f"{o.completed}/{settings.sessions} | {o.overlapping} | {o.takeovers} | {spread} | {o.load:.2f} |"
+        rows.append(
+            [str(o.workers), f"{o.wall:.1f} s", f"{o.checkpoints:,}", f"{o.rate:,.0f}", speedup]
+            + [f"{o.completed}/{settings.sessions}", str(o.overlapping), str(o.takeovers), spread, f"{o.load:.2f}"]
         )
+    lines += md_table(
+        ["worker processes", "wall time", "checkpoints", "checkpoints/s", "vs 1 worker", "sessions completed"]
+        + ["held by two workers at once", "takeovers", "sessions per worker (min-max)", "load (1 min) at end"],
+        rows,
+    )
     problems = [f"{o.workers} worker(s): {p}" for o in outcomes for p in o.problems]
     lines += [""]
     lines += [
@@ -413,22 +418,20 @@ def markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1, 2 and 4 workers, 40 sessions x 5 steps")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("SAFEPOINT_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test",
-        help="the server (a fresh schema is created for each run and dropped afterwards)",
+    options = parser(
+        __doc__,
+        quick="1, 2 and 4 workers, 40 sessions x 5 steps",
+        postgres="the server (a fresh schema is created for each run and dropped afterwards)",
+        out="also write the Markdown section to FILE",
     )
-    parser.add_argument("--workers", help="worker process counts, comma-separated (default 1,2,4,8)")
-    parser.add_argument("--sessions", type=int, help="sessions per run (default 200)")
-    parser.add_argument("--steps", type=int, help="steps per session (default 20)")
-    parser.add_argument("--step-ms", type=float, default=5.0, help="the sleep of each step (default 5 ms)")
-    parser.add_argument("-n", "--concurrency", type=int, default=1, help="sessions each worker runs at once")
-    parser.add_argument("--lease-ttl", type=float, default=30.0, help="the workers' --lease-ttl")
-    parser.add_argument("--poll", type=float, default=0.5, help="the workers' --poll")
-    parser.add_argument("--out", metavar="FILE", help="also write the Markdown section to FILE")
-    args = parser.parse_args(argv)
+    options.add_argument("--workers", help="worker process counts, comma-separated (default 1,2,4,8)")
+    options.add_argument("--sessions", type=int, help="sessions per run (default 200)")
+    options.add_argument("--steps", type=int, help="steps per session (default 20)")
+    options.add_argument("--step-ms", type=float, default=5.0, help="the sleep of each step (default 5 ms)")
+    options.add_argument("-n", "--concurrency", type=int, default=1, help="sessions each worker runs at once")
+    options.add_argument("--lease-ttl", type=float, default=30.0, help="the workers' --lease-ttl")
+    options.add_argument("--poll", type=float, default=0.5, help="the workers' --poll")
+    args = options.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     settings = Settings(
         workers=tuple(int(n) for n in args.workers.split(",")) if args.workers else sizes["workers"],
@@ -439,9 +442,6 @@ def main(argv: list[str] | None = None) -> int:
         lease_ttl=args.lease_ttl,
         poll=args.poll,
     )
-    sys.path.insert(0, str(HERE))
-    from core import describe_machine
-
     command = "python benchmarks/workers.py" + ("".join(f" {a}" for a in sys.argv[1:]) if argv is None else "")
     server_lines, data_directory = postgres_facts(args.postgres)
     logs = Path(tempfile.mkdtemp(prefix="safepoint-workers-"))
@@ -466,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(outcomes, scan, header, settings, command, time.perf_counter() - started)
     print()
     print(section)
-    if args.out:
-        Path(args.out).write_text(section)
-        print(f"Markdown section written to {args.out}")
+    write_out(section, args.out)
     scan_wrong = scan.found != (SCAN_OPEN, SCAN_OPEN)
     return 1 if scan_wrong or any(o.problems or o.overlapping for o in outcomes) else 0
 

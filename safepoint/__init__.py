@@ -13,6 +13,8 @@ with store.session("report-42", agent="researcher") as s:
 from .agents.runner import RunResult, agent, run
 from .agents.worker import Worker
 from .core.migrations import Migrations
+from .core.stuck import StuckPolicy
+from .core.summary import SessionSummary
 from .errors import (
     WAITING_EXIT_CODE,
     ArtifactNotFound,
@@ -58,7 +60,9 @@ __all__ = [
     "RunResult",
     "SessionBusy",
     "SessionClosed",
+    "SessionSummary",
     "StepFailed",
+    "StuckPolicy",
     "Suspended",
     "Worker",
     "agent",

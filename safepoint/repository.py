@@ -5,29 +5,32 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
 
 from .core import artifacts, bundle, codec, delta, maintenance, open_sessions
-from .core.history import Chain, check_session_id, to_checkpoint
+from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
 from .core.redact import Redactor
+from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
 from .errors import (
     CheckpointNotFound,
     ConflictError,
+    CorruptCheckpoint,
     EncryptionKeyError,
     InvalidState,
     SafepointError,
     SessionNotFound,
 )
-from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo
+from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
 from .runtime import inputs
-from .runtime.leases import DEFAULT_TTL
+from .runtime.leases import DEFAULT_TTL, read_lease
 from .runtime.retry import RetryPolicy
 from .session import Session, from_plain
 from .stores import Store, keys, open_store
@@ -131,15 +134,27 @@ class Repository:
             if session_id is not None:
                 yield session_id
 
-    def summary(self, session_id: str) -> SessionSummary:
-        """A session's info with its usage, progress, open questions and in-doubt effects (see core.summary)."""
-        info = self.info(session_id)
-        runtime = self.load(session_id).runtime if info.head else {}
-        return summarize(info, runtime)
+    def summary(
+        self, session_id: str, *, policy: StuckPolicy | None = None, now: datetime | None = None
+    ) -> SessionSummary:
+        """A session's info with its usage, progress, open questions, in-doubt effects and, when it needs a
+        person, why (see core.summary and core.stuck)."""
+        return self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
 
-    def summaries(self) -> list[SessionSummary]:
+    def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:
         """The summary of every session, newest activity first."""
-        return [self.summary(info.id) for info in self.sessions()]
+        policy, now = policy or StuckPolicy(), now or datetime.now(UTC)
+        return [self._summary(info, policy, now) for info in self.sessions()]
+
+    def lease(self, session_id: str) -> LeaseView | None:
+        """Who holds the session's lease and until when; None when nobody does."""
+        try:
+            lease, _ = read_lease(self.store, session_segment(check_session_id(session_id)))
+        except CorruptCheckpoint:
+            return LeaseView(owner="unknown (damaged lease record: run safepoint fsck)", expires_at=0.0, live=False)
+        if lease is None or lease.expires_at == 0.0:  # never taken, or given back on close
+            return None
+        return LeaseView(lease.owner, lease.expires_at, lease.live())
 
     def history(self, session_id: str) -> list[Checkpoint]:
         """All checkpoints of a session, oldest first, without their states."""
@@ -291,6 +306,22 @@ class Repository:
         return info
 
     # --- helpers ---------------------------------------------------------------------------------------
+    def _summary(self, info: SessionInfo, policy: StuckPolicy, now: datetime) -> SessionSummary:
+        found = summarize(info, self.load(info.id).runtime if info.head else {})
+        lease, recent = None, []
+        if info.status is Status.RUNNING:
+            lease = self.lease(info.id)
+            if lease is None or lease.live:  # a dead holder decides; otherwise the pace does
+                chain = self._chain(info.id)
+                recent = [
+                    chain.checkpoint(seq).created_at for seq in range(max(1, info.seq - policy.window), info.seq + 1)
+                ]
+        reason = stuck_reason(
+            info, in_doubt=found.in_doubt, waiting_for=found.waiting_for, recent_times=recent, lease=lease,
+            now=now, policy=policy,
+        )  # fmt: skip
+        return replace(found, stuck=reason)
+
     def _chain(self, session_id: str) -> Chain:
         chain = Chain(self.store, session_id)
         if not chain.exists():

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import Checkpoint
+from ..repository import Repository
 from .app import (
     JsonFlag,
     SessionArg,
@@ -27,9 +28,23 @@ from .app import (
 
 
 @command()
-def ls(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+def ls(
+    ctx: typer.Context,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Only sessions that need a person: a running session whose holder is gone or that stopped "
+            "checkpointing (5x its usual step interval, at least 5 min), a question waiting over a day, an "
+            "effect in doubt. Adds a 'why' column.",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """List the sessions in the store, most recently saved first."""
     repo = open_repo(ctx)
+    if stuck:
+        return _ls_stuck(repo, as_json)
     infos = repo.sessions()
     if as_json:
         return print_json([info.to_dict() for info in infos])
@@ -41,6 +56,22 @@ def ls(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table.add_row(
             info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
             age(info.updated_at), _origin(info.parent),
+        )  # fmt: skip
+    out().print(table)
+
+
+def _ls_stuck(repo: Repository, as_json: bool) -> None:
+    found = [summary for summary in repo.summaries() if summary.stuck]
+    if as_json:
+        return print_json([summary.to_dict() for summary in found])
+    if not found:
+        return note(f"no stuck sessions in {repo.url}")
+    table = new_table("session", "agent", "status", "step", "seq", "updated", "why")
+    for summary in found:
+        info = summary.info
+        table.add_row(
+            info.id, info.agent or "", status_text(info.head), (info.head.step if info.head else None) or "",
+            str(info.seq), age(info.updated_at), summary.stuck or "",
         )  # fmt: skip
     out().print(table)
 

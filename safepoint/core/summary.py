@@ -55,6 +55,7 @@ class SessionSummary:
     waiting_for: list[str] = field(default_factory=list)
     in_doubt: list[str] = field(default_factory=list)
     error: str | None = None
+    stuck: str | None = None  # why it needs a person (core.stuck), or None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class SessionSummary:
             "waiting_for": self.waiting_for,
             "in_doubt": self.in_doubt,
             "error": self.error,
+            "stuck": self.stuck,
         }
 
 
