@@ -78,8 +78,8 @@ class EncryptedStore(Store):
         self.key_id = keys[0].id
         self._aead = {key.id: AESGCM(key.derive(b"safepoint data v1")) for key in keys}
         self._header_prefix = MAGIC + self.key_id
-        # The last ciphertext written or read for each compare-and-set key (leases, floors of other writers):
-        # the caller's `expect` is plaintext, the backend compares ciphertext.
+        # The last ciphertext written or read of each lease record: a fence or a compare-and-set names the
+        # plaintext the caller expects, the backend compares ciphertext.
         self._seen: dict[str, tuple[bytes, bytes]] = {}
         self._seen_lock = threading.Lock()
         names, self.fingerprint_key = self._open_meta()
@@ -216,10 +216,11 @@ class EncryptedStore(Store):
 
     # --- compare-and-set against ciphertext --------------------------------------------------------------
     def _remember(self, key: str, plain: bytes, blob: bytes) -> None:
-        if key.startswith(("objects/", "artifacts/", "commits/")):
-            return  # immutable: never compared
-        with self._seen_lock:
-            self._seen[key] = (plain, blob)
+        # Only lease records, which every fenced commit compares: another compare-and-set reads the ciphertext
+        # once more (`_raw_for`), and a cache of every key would grow with the store.
+        if key.startswith("leases/"):
+            with self._seen_lock:
+                self._seen[key] = (plain, blob)
 
     def _raw_for(self, key: str, plain: bytes, *, fresh: bool = False) -> bytes | None:
         """The ciphertext now stored under `key` if it decrypts to `plain`, else None."""
