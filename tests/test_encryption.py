@@ -232,3 +232,11 @@ def test_content_names_are_keyed_permutations_that_map_back() -> None:
     assert store._plain_name(name) == f"objects/{digest[:2]}/{digest}"
     assert store.name("commits/s/000000000001") == "commits/s/000000000001"
     assert open_store(store) is store
+
+
+def test_a_lost_encryption_record_is_reported_as_damage_not_as_a_plaintext_store() -> None:
+    inner = MemoryStore()
+    workload(sp.open(inner, key=KEY))
+    del inner._data["meta/encryption"]
+    with pytest.raises(sp.CorruptCheckpoint, match="encryption record is missing"):
+        sp.open(inner, key=KEY)

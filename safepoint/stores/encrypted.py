@@ -89,7 +89,14 @@ class EncryptedStore(Store):
     def _open_meta(self) -> tuple[bytes, bytes]:
         blob = self.inner.get(META_KEY)
         if blob is None:
-            if self.inner.list("sessions/") or self.inner.list("objects/"):
+            held = self.inner.list("sessions/") or self.inner.list("objects/")
+            if held and is_encrypted(self.inner.get(held[0])):
+                raise CorruptCheckpoint(
+                    META_KEY,
+                    "the store's encryption record is missing, though its values are encrypted: restore it from a "
+                    "backup (without it no object name can be found)",
+                )
+            if held:
                 raise EncryptionKeyError(
                     f"store {self.url} holds unencrypted sessions; a key can only be given to a new store or one "
                     "encrypted from the start: export the sessions (`safepoint export`) and import them into a "
