@@ -22,7 +22,7 @@ import hmac
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import CorruptCheckpoint, SafepointError
@@ -45,9 +45,8 @@ class InvalidRedactPath(SafepointError, ValueError):
 def _rule(text: str) -> Path:
     if not isinstance(text, str) or not text:
         raise InvalidRedactPath(f"redact rule {text!r} is not a path; write state paths like 'data.env.*'")
-    parts = [p for p in text.removeprefix("state.").split(".")]
     path: Path = []
-    for part in parts:
+    for part in text.removeprefix("state.").split("."):
         if part == "*":
             path.append("*")
             continue
@@ -219,8 +218,6 @@ def _salt(store: Store) -> bytes:
 
 #: What stores opened without a policy get: known credential formats redacted, no path rules.
 DEFAULT = Redactor()
-
-PolicyOf = Callable[[Store], Redactor]
 
 
 def policy(store: Store) -> Redactor:
