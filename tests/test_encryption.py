@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from backends import KINDS, make_backend  # noqa: F401 - fixture
-from test_store_s3 import seaweed  # noqa: F401 - fixture (the S3 server)
 from typer.testing import CliRunner
 
 import safepoint as sp

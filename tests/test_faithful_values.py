@@ -13,7 +13,6 @@ from backends import KINDS, make_backend  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from json_strategies import json_ints, json_keys, json_text
-from test_store_s3 import seaweed  # noqa: F401 - fixture (the S3 server)
 
 import safepoint as sp
 from safepoint.core import codec

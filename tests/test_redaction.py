@@ -10,7 +10,6 @@ import uuid
 import pytest
 import zstandard
 from backends import KINDS, Backend, make_backend  # noqa: F401 - fixture
-from test_store_s3 import seaweed  # noqa: F401 - fixture (the S3 server)
 
 import safepoint as sp
 from safepoint.core import credentials
