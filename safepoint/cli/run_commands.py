@@ -52,7 +52,9 @@ def send(
     ready = checkpoint.meta.get("ready")
     typer.echo(f"session {session_id}: answer to {name!r} recorded at seq {checkpoint.seq}")
     if ready:
-        note(f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
+        # A session run by another framework's adapter says how it resumes (safepoint.integrations).
+        hint = repo.load(session_id).runtime.get("resume_hint")
+        note(hint or f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
 
 
 @command()
