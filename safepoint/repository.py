@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from .core import artifacts, bundle, codec, delta, listing, maintenance, open_se
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
+from .core.redact import Redactor
 from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
 from .core.timeline import TimelineRow, timeline
@@ -24,6 +25,7 @@ from .errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
+    EncryptionKeyError,
     InvalidState,
     SafepointError,
     SessionNotFound,
@@ -36,15 +38,28 @@ from .runtime.retry import RetryPolicy
 from .runtime.steps import now as timestamp
 from .runtime.wake import wake
 from .session import Session, from_plain
-from .stores import Store, open_store
+from .stores import Store, keys, open_store
+from .stores.base import ENCRYPTED_MAGIC
+from .stores.keys import KeySpec
 
 
 class Repository:
     """Everything safepoint keeps in one store. Get one with `safepoint.open(url)`."""
 
-    def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, migrations: Migrations | None = None):
-        self.store = open_store(store)
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        migrations: Migrations | None = None,
+        redact: Iterable[str] = (),
+        redact_secrets: bool = True,
+        key: KeySpec | None = None,
+    ):
+        self.store = open_encrypted(open_store(store), key)
         self.migrations = migrations or Migrations()
+        rules = [redact] if isinstance(redact, str) else list(redact)
+        if rules or not redact_secrets:
+            self.store.redactor = Redactor(rules, secrets=redact_secrets)
         self._index_cache: dict[str, tuple[bytes, dict[str, Any]]] = {}  # decoded summary index entries
         self._mirror: session_index.Mirror | None = None
 
@@ -135,7 +150,7 @@ class Repository:
         indexed = session_index.read(self.store, session_segment(found.info.id))
         if indexed is None or (indexed.get("head") or {}).get("seq", 0) != found.info.seq:
             with contextlib.suppress(StorageError):  # best effort: a read-only store keeps its stale hint
-                Chain(self.store, found.info.id).refresh_summary()  # behind (a crash, an import): heal it
+                _rebuild_entry(self.store, found.info.id)  # behind (a crash, an import): heal it
         return found
 
     def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:
@@ -376,6 +391,25 @@ class Repository:
             self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress
         )
 
+    def rekey(self, new_key: keys.KeySource, progress: maintenance.Progress | None = None) -> dict[str, int]:
+        """Re-encrypt every value under `new_key` (the store must be open with its current key; give old keys
+        too, as a list, to finish an interrupted rekey). Crash-safe: run it again to finish. Run it with no
+        writer active. Returns counts: rewritten, already under the new key, plaintext on purpose (seq hints).
+        """
+        from .stores.encrypted import EncryptedStore, rekey
+
+        if not isinstance(self.store, EncryptedStore):
+            raise EncryptionKeyError(
+                f"store {self.url} is not encrypted: rekey rotates the key of an encrypted store; to encrypt "
+                "sessions, export them and import them into a new store opened with a key"
+            )
+        new = keys.load(new_key, "the new key")
+        counts = rekey(self.store.inner, self.store.keys, new, progress)
+        redactor = self.store.redactor
+        self.store = EncryptedStore(self.store.inner, [new])
+        self.store.redactor = redactor
+        return counts
+
     def last_good(self, session_id: str) -> int | None:
         """The newest checkpoint of a session that loads without error (to fall back to after corruption)."""
         self._chain(session_id)
@@ -393,7 +427,7 @@ class Repository:
         info = self.info(bundle.import_session(self.store, path, as_id=as_id))
         if info.head is None or info.head.status not in open_sessions.CLOSED:
             Chain(self.store, info.id).mark_open()
-        Chain(self.store, info.id).refresh_summary()
+        _rebuild_entry(self.store, info.id)
         return info
 
     # --- helpers ---------------------------------------------------------------------------------------
@@ -429,9 +463,7 @@ class Repository:
         """The rebuilt index entry of the session recorded under `info_key`; None when that record is damaged."""
         try:
             blob = self.store.get(info_key)
-            return (
-                None if blob is None else Chain(self.store, codec.load_sealed(blob, info_key)["id"]).refresh_summary()
-            )
+            return None if blob is None else _rebuild_entry(self.store, codec.load_sealed(blob, info_key)["id"])
         except (SafepointError, KeyError, TypeError):
             return None
 
@@ -471,9 +503,58 @@ class Repository:
         return f"Repository({self.url!r})"
 
 
-def open(url: str | os.PathLike[str] | Store | None = None, *, migrations: Migrations | None = None) -> Repository:  # noqa: A001
-    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`."""
-    return Repository(url, migrations=migrations)
+def open(  # noqa: A001
+    url: str | os.PathLike[str] | Store | None = None,
+    *,
+    migrations: Migrations | None = None,
+    redact: Iterable[str] = (),
+    redact_secrets: bool = True,
+    key: KeySpec | None = None,
+) -> Repository:
+    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`.
+
+    Before anything is written, values at the `redact` paths (`"model.api_key"`, `"data.env.*"`) and known
+    credential formats anywhere (unless `redact_secrets=False`) are replaced by a marker (see docs/security.md).
+
+    `key` (or `$SAFEPOINT_KEY`, or a key file named by `$SAFEPOINT_KEY_FILE`) encrypts everything stored with
+    AES-256-GCM: 32 bytes, as raw bytes, base64 or hex text, a Path to a key file, a callable returning one (a
+    KMS), or a list of them (the first encrypts; the others still decrypt, for rotation).
+    """
+    return Repository(url, migrations=migrations, redact=redact, redact_secrets=redact_secrets, key=key)
+
+
+def open_encrypted(store: Store, key: KeySpec | None) -> Store:
+    """`store` wrapped in its encryption when a key is given (or in the environment); refused without one when
+    the store is encrypted (EncryptionKeyError, the one error for a missing or a wrong key)."""
+    if getattr(store, "key_id", None) is not None:
+        return store  # encrypted already
+    keyring = keys.keyring(key)
+    if keyring:
+        try:
+            from .stores.encrypted import EncryptedStore
+        except ImportError as exc:
+            raise EncryptionKeyError(
+                f"encryption needs the 'encryption' extra: pip install 'safepoint[encryption]' ({exc})"
+            ) from exc
+        return EncryptedStore(store, keyring)
+    if is_encrypted(store.get(ENCRYPTION_RECORD)):
+        raise EncryptionKeyError(
+            f"store {store.url} is encrypted: open it with its key (key=, SAFEPOINT_KEY or SAFEPOINT_KEY_FILE)"
+        )
+    return store
+
+
+ENCRYPTION_RECORD = "meta/encryption"
+
+
+def is_encrypted(blob: bytes | None) -> bool:
+    return blob is not None and blob.startswith(ENCRYPTED_MAGIC)
+
+
+def _rebuild_entry(store: Store, session_id: str) -> dict[str, Any]:
+    """Rebuild a session's summary index entry from its chain (the truth), write it and return it."""
+    chain = Chain(store, session_id)
+    return chain.summary.rebuild(chain)
 
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:

@@ -40,13 +40,14 @@ from ..errors import (
     ConflictError,
     CorruptCheckpoint,
     InvalidSessionId,
+    NotSerializable,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import changes, codec, delta, open_sessions, session_index
+from . import codec, delta, open_sessions, redact, session_index
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -129,12 +130,12 @@ class Chain:
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
+        self.redactor = redact.policy(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
         self._written: dict[int, bytes] = {}  # records (their JSON) this writer committed since its keyframe
-        self._identity: dict[str, Any] | None = None  # the session record, for the summary index entry
-        self._times: list[float] | None = None  # times of the last checkpoints, for the summary index entry
+        self.summary = session_index.Tracker(store, self.segment, self.info_key)  # its summary index entry
 
     def commit_key(self, seq: int) -> str:
         return f"{self.prefix}{seq:012d}"
@@ -170,21 +171,14 @@ class Chain:
             "parent": parent,
             "created_at": _now().isoformat(),
         }
+        if self.redactor.suspect(codec.dumps([agent, tags, parent], root="the session's agent, tags and parent")):
+            redacted = self.redactor.secrets_in([agent, tags, parent], self.store)
+            doc.update(zip(("agent", "tags", "parent"), redacted, strict=True))
         created = self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
         if created:
-            self._identity, self._times = doc, []
-            self.store.put_hint(session_index.key(self.segment), session_index.entry(doc, None, {}, []))
+            self.summary.created(doc)
             self.store.prepare(self.prefix)  # the first checkpoint then costs what every later one does
         return created
-
-    def identity(self) -> dict[str, Any]:
-        """The session record as stored (id, agent, tags, parent, created_at); read once per Chain."""
-        if self._identity is None:
-            blob = self.store.get(self.info_key)
-            if blob is None:
-                raise CheckpointNotFound(f"session {self.id!r} has no session record; see `safepoint fsck`")
-            self._identity = codec.load_sealed(blob, self.info_key)
-        return self._identity
 
     def exists(self) -> bool:
         return self.store.exists(self.info_key)
@@ -356,13 +350,23 @@ class Chain:
             "lease": lease,
         }
         self.last_attempt = None
-        ops_bytes = ops = snapshot = None
+        ops_bytes = ops = snapshot = decoded = None
         as_delta = False
+        redactor = self.redactor
+        if redactor.active:
+            doc = redactor.paths(doc, self.store)
+            if redactor.suspect(codec.dumps([step, meta], root="the checkpoint's step and metadata")):
+                step, meta = redactor.secrets_in([step, meta], self.store)
+                record.update(step=step, meta=meta)
+        redacted = False  # whether credentials were found in what changed (then the keyframe must not have them)
         if previous is not None:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
-            ops_bytes = _encode_ops(delta.diff(previous.base, doc))
-            ops = codec.loads(ops_bytes)
+            raw_ops = delta.diff(previous.base, doc)
+            ops_bytes, ops = _encode_ops(raw_ops)
+            if redactor.suspect(ops_bytes):  # only what changed: the base was redacted when it was written
+                redacted = True
+                ops_bytes, ops = _encode_ops(redactor.ops(raw_ops, previous.base, self.store))
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -372,21 +376,28 @@ class Chain:
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
             record.update(base=keyframe_seq, delta=orjson.Fragment(ops_bytes))  # canonical already: not again
         else:
+            if redacted:
+                doc = redactor.secrets_in(doc, self.store)
             snapshot = codec.dumps(doc, root="")
+            if previous is None:
+                # Nothing stored vouches for any of it: check it loads back as the same value (NaN, tuples...).
+                # The decoded copy is the writer's base, which a second save would otherwise decode.
+                decoded = codec.faithful(doc, snapshot, root="")
+                if redactor.suspect(snapshot):
+                    doc = redactor.secrets_in(doc, self.store)
+                    snapshot = codec.dumps(doc, root="")
+                    decoded = codec.loads(snapshot)
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
         record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        payload, objects = (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+        payload, objects = (
+            (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot, decoded)
+        )
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
-        # A fixed-width hint: an in-place rewrite never leaves a tail.
-        hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []
-        record["_checksum"] = self.last_attempt
-        times = [*self._recent_times(seq), created_at.timestamp()][-session_index.WINDOW :]
-        summary = session_index.entry(self.identity(), record, doc.get("runtime") or {}, times)
-        hints.append((session_index.key(self.segment), summary))
-        del record["_checksum"]
+        hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []  # fixed width: no tail
+        hints.append(self.summary.hint({**record, "_checksum": self.last_attempt}, doc.get("runtime"), created_at))
         # The floor: a writer far behind must not re-create a record that a pack has taken over.
         floor = (self.floor_key, seq) if self.store.pack_records else None
         if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence, floor):
@@ -395,18 +406,19 @@ class Chain:
                 "reopen the session to continue from the new head"
             )
         self.known.update(key.rsplit("/", 1)[1] for key in objects)
-        self._times = times
-        changes.announce(self.store, self.id)
+        self.summary.committed(self.id)
         if self.store.pack_records:
             if not as_delta:
                 if previous is not None and previous.keyframe_seq < seq:
                     self._pack_cycle(previous.keyframe_seq, seq - 1)
                 self._written = {}
             self._written[seq] = payload
-        base = None
+        base = decoded
         if ops is not None:
             # Only now that the commit stands may the writer's copy move on.
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
+            snapshot = None
+        elif decoded is not None:
             snapshot = None
         if status in open_sessions.CLOSED:
             try:
@@ -416,21 +428,9 @@ class Chain:
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 
-    def _recent_times(self, seq: int) -> list[float]:
-        """Times of the checkpoints before `seq`, oldest first, as the summary index keeps them."""
-        if self._times is None:
-            found = session_index.read(self.store, self.segment) if seq > 1 else None
-            head = found.get("head") if found else None
-            self._times = session_index.times_of(found) if head and head.get("seq") == seq - 1 else []
-        return self._times
-
-    def refresh_summary(self) -> dict[str, Any]:
-        """Rebuild this session's summary index entry from the chain itself, write it and return it."""
-        found = session_index.rebuild(self, _parse_time)
-        self._times = session_index.times_of(found)
-        return found
-
-    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
+    def _keyframe_payload(
+        self, record: dict[str, Any], snapshot: bytes, decoded: Any = None
+    ) -> tuple[bytes, dict[str, bytes]]:
         """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
 
         A state small enough to stay inline goes into the record as the bytes already encoded (an
@@ -443,7 +443,7 @@ class Chain:
             record["root"] = {"k": "v", "v": None}  # readers of `record` only ask whether it has a root
             return payload, {}
         writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
-        record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
+        record["root"] = writer.root(codec.loads(snapshot) if decoded is None else decoded, len(snapshot))
         return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
@@ -518,11 +518,9 @@ class Chain:
         self._written = {}
 
     def delete_all(self) -> None:
-        """Delete every record, pack and the floor of this session, and its summary index entry (the session
-        record stays: a caller deleting the session removes it next)."""
+        """Delete every record, pack and the floor of this session (the session record stays)."""
         self.delete_records(self.seqs())
         self.store.delete(self.floor_key)
-        self.store.delete(session_index.key(self.segment))
 
     def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
@@ -549,18 +547,23 @@ class Chain:
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
 
 
-def _encode_ops(ops: list[delta.Op]) -> bytes:
+def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
+    """The canonical JSON of `ops` and its decoded copy, which must equal them: NotSerializable names the path
+    inside the state (not inside the operation list) of a value that would not load back the same."""
     try:
-        return codec.dumps(ops)
-    except Exception:
-        # Name the path inside the state, not inside the operation list.
-        for op in ops:
-            if op[0] == "s":
-                codec.dumps(op[2], root=delta.format_path(op[1], root=""))
-            elif op[0] == "x":
-                for offset, item in enumerate(op[4]):
-                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
-        raise
+        encoded = codec.dumps(ops)
+        decoded = codec.loads(encoded)
+        if decoded == ops:
+            return encoded, decoded
+    except NotSerializable:
+        pass
+    for op in ops:
+        if op[0] == "s":
+            codec.copy(op[2], root=delta.format_path(op[1], root=""))
+        elif op[0] == "x":
+            for offset, item in enumerate(op[4]):
+                codec.copy(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
+    raise codec.unfaithful(ops, "state")
 
 
 def artifact_refs(state: Any) -> list[str]:

@@ -8,7 +8,7 @@ last `WINDOW` checkpoints (what stuck detection takes the session's own pace fro
 - Written with every commit, as one of its hints (`Chain.commit`): in the commit's transaction on SQLite,
   PostgreSQL and Redis; right after the commit key, in place and without fsync, on the directory store. It is
   a hint: after a crash between the commit and it, it may lag one commit behind, or be torn.
-- Written when a session is created (no head yet), and by `Chain.refresh_summary` for a session whose entry is
+- Written when a session is created (no head yet), and by `Tracker.rebuild` for a session whose entry is
   missing, damaged or behind (an import, a store written before the index existed, a crash): `entries` lists
   `sessions/` beside `summaries/` and refreshes what does not match, so the index heals itself on read.
 - The session page reads the chain itself (`Repository.summary`), which is the truth, and refreshes the entry
@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import CorruptCheckpoint, SafepointError
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Store
-from . import codec
+from . import changes, codec
 from .summary import SessionSummary
 
 PREFIX = "summaries/"
@@ -119,18 +119,59 @@ def read(store: Store, segment: str) -> dict[str, Any] | None:
         return None
 
 
-def rebuild(chain: Any, parse_time: Callable[[str], datetime]) -> dict[str, Any]:
-    """Rebuild the entry of `chain` (a `core.history.Chain`, which calls this) from its records; write it."""
-    head = chain.head_seq()
-    record, runtime, times = None, {}, []
-    if head:
-        record, doc = chain.load(head)
-        runtime = doc.get("runtime") or {}
-        first = max(1, head - WINDOW + 1)
-        times = [parse_time(chain.record(seq)["created_at"]).timestamp() for seq in range(first, head + 1)]
-    blob = entry(chain.identity(), record, runtime, times)
-    chain.store.put_hint(key(chain.segment), blob)
-    return codec.load_sealed(blob, key(chain.segment))
+class Tracker:
+    """What one writer (a `core.history.Chain`) keeps to write its session's entry with each commit: the
+    session record (read once) and the times of the last checkpoints."""
+
+    def __init__(self, store: Store, segment: str, info_key: str) -> None:
+        self.store, self.segment, self.info_key = store, segment, info_key
+        self._identity: dict[str, Any] | None = None
+        self.times: list[float] | None = None  # None: not known yet (read from the entry at the first commit)
+        self._next: list[float] = []
+
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            blob = self.store.get(self.info_key)
+            if blob is None:
+                raise CorruptCheckpoint(self.info_key, "the session record is missing; see `safepoint fsck`")
+            self._identity = codec.load_sealed(blob, self.info_key)
+        return self._identity
+
+    def created(self, identity: dict[str, Any]) -> None:
+        """The session was just created: list it (no head yet)."""
+        self._identity, self.times = identity, []
+        self.store.put_hint(key(self.segment), entry(identity, None, {}, []))
+
+    def hint(self, record: dict[str, Any], runtime: dict[str, Any] | None, moment: datetime) -> tuple[str, bytes]:
+        """The (key, entry) hint of a commit of `record` (with its `_checksum`) at `moment`."""
+        seq = record["seq"]
+        if self.times is None:
+            found = read(self.store, self.segment) if seq > 1 else None
+            head = found.get("head") if found else None
+            self.times = times_of(found) if found and head and head.get("seq") == seq - 1 else []
+        self._next = [*self.times, moment.timestamp()][-WINDOW:]
+        return key(self.segment), entry(self.identity(), record, runtime or {}, self._next)
+
+    def committed(self, session_id: str) -> None:
+        """The commit of the last `hint` landed: its time is now among the last checkpoints'; announce it."""
+        self.times = self._next
+        changes.announce(self.store, session_id)
+
+    def rebuild(self, chain: Any) -> dict[str, Any]:
+        """Rebuild the entry of `chain` (the Chain holding this tracker) from its records; write it."""
+        head = chain.head_seq()
+        record, runtime, times = None, {}, []
+        if head:
+            record, doc = chain.load(head)
+            runtime = doc.get("runtime") or {}
+            first = max(1, head - WINDOW + 1)
+            times = [
+                datetime.fromisoformat(chain.record(seq)["created_at"]).timestamp() for seq in range(first, head + 1)
+            ]
+        blob = entry(self.identity(), record, runtime, times)
+        self.store.put_hint(key(self.segment), blob)
+        self.times = times
+        return codec.load_sealed(blob, key(self.segment))
 
 
 def entries(
@@ -147,7 +188,8 @@ def entries(
     found = {k[len(PREFIX) :]: blob for k, blob in store.items(PREFIX)}
     cache = {} if cache is None else cache
     out = []
-    for info_key in store.list("sessions/"):
+    info_keys = store.list("sessions/")
+    for info_key in info_keys:
         segment = info_key[len("sessions/") :]
         doc = None
         blob = found.get(segment)
@@ -170,6 +212,9 @@ def entries(
             out.append(doc)
     for gone in cache.keys() - found.keys():
         del cache[gone]
+    listed = {info_key[len("sessions/") :] for info_key in info_keys}
+    for orphan in found.keys() - listed:  # the entry of a deleted session: its record is written first
+        store.delete(key(orphan))
     return out
 
 

@@ -32,6 +32,9 @@ from typing import Final, Protocol
 
 from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 
+#: The first bytes of every value an encrypted store writes (see safepoint.stores.encrypted).
+ENCRYPTED_MAGIC: Final = b"SPX\x01"
+
 # Sentinel for "no compare-and-set": plain overwrite.
 ANY: Final = object()
 
@@ -140,6 +143,9 @@ class Store(ABC):
     head_hints: bool = True
     #: True when `notify` / `listen` carry notifications between processes (PostgreSQL's LISTEN/NOTIFY).
     can_notify: bool = False
+    #: The redaction policy safepoint applies before writing into this store (`safepoint.open(redact=...)`
+    #: sets it; None: the default, known credential formats redacted). Stores themselves never look at it.
+    redactor: object | None = None
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:
