@@ -12,16 +12,24 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from .core import artifacts, bundle, codec, delta, maintenance, open_sessions
+from .core import artifacts, bundle, codec, delta, gc_guard, maintenance, open_sessions
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
 from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
-from .errors import CheckpointNotFound, ConflictError, CorruptCheckpoint, InvalidState, SafepointError, SessionNotFound
+from .errors import (
+    CheckpointNotFound,
+    ConflictError,
+    CorruptCheckpoint,
+    InvalidState,
+    SafepointError,
+    SessionBusy,
+    SessionNotFound,
+)
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
 from .runtime import inputs
-from .runtime.leases import DEFAULT_TTL, read_lease
+from .runtime.leases import DEFAULT_TTL, lease_key, read_lease
 from .runtime.retry import RetryPolicy
 from .session import Session, from_plain
 from .stores import Store, open_store
@@ -88,6 +96,19 @@ class Repository:
     def pending_inputs(self, session_id: str) -> dict[str, dict[str, Any]]:
         """The questions a session waits for, by name (prompt, schema, asked_at)."""
         return inputs.pending(self.load(session_id).runtime)
+
+    def delete(self, session_id: str, *, force: bool = False) -> int:
+        """Delete a session and its whole history; return how many checkpoints went. Its artifacts and state
+        objects stay until `gc`, which frees what no other session (a fork, say) still references. Refused
+        (SessionBusy) while a live lease holds it, unless `force`."""
+        chain = self._chain(session_id)
+        lease, _ = read_lease(self.store, chain.segment)
+        if lease is not None and lease.live() and not force:
+            raise SessionBusy(
+                f"session {session_id!r} is held by {lease.owner} (its lease is live); stop that run first, "
+                "or delete it anyway with force=True (`safepoint delete --force`)"
+            )
+        return maintenance.delete_session(self.store, session_id, [lease_key(chain.segment)])
 
     def exists(self, session_id: str) -> bool:
         return Chain(self.store, session_id).exists()
@@ -239,14 +260,15 @@ class Repository:
         newer_than: datetime | None = None,
         dry_run: bool = False,
         progress: maintenance.Progress | None = None,
+        settle: float = gc_guard.SETTLE,
     ) -> maintenance.GcReport:
-        """Apply retention (optional) and delete what no checkpoint references. Run it with no writer active."""
+        """Apply retention (optional) and delete what no checkpoint references; safe beside live writers."""
         return maintenance.gc(
-            self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress
+            self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress, settle=settle
         )
 
     def last_good(self, session_id: str) -> int | None:
-        """The newest checkpoint of a session that loads without error (to fall back to after corruption)."""
+        """The newest checkpoint of a session that loads, with all its artifacts (to fall back to after damage)."""
         self._chain(session_id)
         return maintenance.last_good(self.store, session_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import IO, Any
@@ -9,10 +10,10 @@ from typing import IO, Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from .core import artifacts, codec
+from .core import artifacts, codec, gc_guard
 from .core.history import Chain, Saved
 from .core.migrations import Migrations
-from .errors import ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
+from .errors import ArtifactNotFound, ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
 from .model import ArtifactRef, Checkpoint, Status
 from .runtime import drift, effects, inputs, steps
 from .runtime.leases import DEFAULT_TTL, Lease
@@ -99,6 +100,7 @@ class Session:
         self._meta_next: dict[str, Any] = {}
         self._attempt: tuple[int, str] | None = None
         self._closed = False
+        self._pins: set[str] = set()  # artifacts uploaded by this run and not yet saved in a checkpoint
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
@@ -185,6 +187,8 @@ class Session:
             raise
         self._previous, self._seq, self._parent = saved, seq, seq
         self._meta_next = {}
+        if self._pins:
+            self._unpin()
         return saved.checkpoint
 
     def ensure_open(self) -> None:
@@ -254,7 +258,7 @@ class Session:
     # --- artifacts ----------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
         """Store a large file apart from the state and list it in `state.artifacts` (replacing same name)."""
-        ref = artifacts.put_artifact(self._store, name, source, media_type)
+        ref = self._upload(name, source, media_type)
         items = self.state.artifacts if isinstance(self.state, BaseModel) else self.state.setdefault("artifacts", [])
         entry: Any = ref if isinstance(self.state, BaseModel) else ref.model_dump()
         names = [item.name if isinstance(item, BaseModel) else item.get("name") for item in items]
@@ -262,6 +266,29 @@ class Session:
             items[names.index(name)] = entry
         else:
             items.append(entry)
+        return ref
+
+    def _upload(self, name: str, source: artifacts.Source, media_type: str | None) -> ArtifactRef:
+        """Upload and pin an artifact so that gc keeps it until a save references it (see core/gc_guard.py)."""
+        watch = self._chain.gc_watch
+        watch.check()
+        start = source.tell() if hasattr(source, "seek") and source.seekable() else None  # type: ignore[union-attr]
+        ref = artifacts.put_artifact(self._store, name, source, media_type)
+        self._pins.add(ref.ref)
+        gc_guard.pin(self._store, self._chain.segment, sorted(self._pins))
+        while watch.check():  # a gc deleted while we uploaded: what it took must be written again
+            self._chain.verified_refs.clear()
+            if not artifacts.missing_parts(self._store, ref.ref):
+                continue
+            if isinstance(source, bytes | bytearray | memoryview | str | os.PathLike) or start is not None:
+                if start is not None:
+                    source.seek(start)  # type: ignore[union-attr]
+                artifacts.put_artifact(self._store, name, source, media_type)
+                continue
+            raise ArtifactNotFound(
+                f"session {self.id!r}: a gc removed parts of artifact {name!r} while it was being uploaded from a "
+                "stream that cannot be read again; upload it again"
+            )
         return ref
 
     def open_artifact(self, name_or_ref: str) -> IO[bytes]:
@@ -288,11 +315,21 @@ class Session:
             lease.release()
             if self._previous is not None and self._previous.checkpoint.status == Status.RUNNING:
                 wake(self._store, self.id)  # left mid-way: a listening worker may take it on now
+        if self._pins:
+            self._unpin()
         # A closed session keeps no copies of its state: a program holding on to many finished sessions
         # (or the pages they pinned) should not pay for them.
         self._closed = True
         self._previous = None
         self._chain.forget_written()
+
+    def _unpin(self) -> None:
+        # After a save the saved ones are referenced; after close the unsaved ones are garbage.
+        self._pins = set()
+        try:
+            gc_guard.unpin(self._store, self._chain.segment)
+        except StorageError:
+            pass  # a stale pin only delays gc of what it names (see gc_guard.PIN_TTL)
 
     def __del__(self) -> None:
         # A session dropped without close() (`store.session(id).save()`) gives its lease back at once.

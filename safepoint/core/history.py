@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import codec, delta, open_sessions
+from . import artifacts, codec, delta, gc_guard, open_sessions
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -129,6 +129,8 @@ class Chain:
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
+        self.verified_refs: set[str] = set()  # artifacts known stored, with their chunks, since the last gc
+        self.gc_watch = gc_guard.GcWatch(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
@@ -362,8 +364,15 @@ class Chain:
             snapshot = codec.dumps(doc, root="")
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
-        record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        payload, objects = (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+        refs = artifact_refs(doc.get("state"))
+        record.update(since=spent, size=size, artifacts=refs)
+        while True:  # what the commit relies on is chosen after a gc check, and committed within its window
+            self._check_gc(refs)
+            payload, objects = (
+                (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+            )
+            if not self.gc_watch.expired():
+                break
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
@@ -395,6 +404,14 @@ class Chain:
                 pass  # the commit stands; a worker that finds the entry removes it (see safepoint.core.open_sessions)
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
+
+    def _check_gc(self, refs: list[str]) -> None:
+        """Wait out a deleting gc; after one, forget which objects were known stored; verify new artifact refs."""
+        if self.gc_watch.check():
+            self.known.clear()
+            self.verified_refs.clear()
+        artifacts.require(self.store, f"session {self.id!r}", [ref for ref in refs if ref not in self.verified_refs])
+        self.verified_refs.update(refs)
 
     def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
         """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
