@@ -49,7 +49,8 @@ def agent_loop(url: str, who: int, deadline: float, errors: list[BaseException],
                     # From the pool (reusing what gc may find unreferenced), or new (garbage once replaced).
                     content = rng.choice(POOL) if rng.random() < 0.5 else rng.randbytes(rng.randint(100, 9_000))
                     s.put_artifact(f"file{step % 2}", content)
-                    time.sleep(rng.uniform(0, 0.4))  # uploaded, not saved yet
+                    # Uploaded, not saved yet; sometimes for longer than a gc takes to settle and delete.
+                    time.sleep(rng.uniform(0, 0.3) if rng.random() < 0.8 else 2.5)
                     s.state["step"] = step
                     s.save(step=f"step{step}")
                     saved.append(1)

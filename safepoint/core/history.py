@@ -371,8 +371,11 @@ class Chain:
             payload, objects = (
                 (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
             )
-            if not self.gc_watch.expired():
+            # A slow encode: look again; unless a gc ran meanwhile, what was chosen still stands.
+            if not self.gc_watch.expired() or not self.gc_watch.check():
                 break
+            self.known.clear()
+            self.verified_refs.clear()
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)

@@ -50,8 +50,11 @@ class GcReport:
 def session_ids(store: Store) -> Iterator[tuple[str, str | None]]:
     """(info key, session id) for every session; id None when the info record itself is damaged."""
     for key in store.list("sessions/"):
+        blob = store.get(key)
+        if blob is None:
+            continue  # deleted since the listing
         try:
-            yield key, codec.load_sealed(store.get(key) or b"", key)["id"]
+            yield key, codec.load_sealed(blob, key)["id"]
         except (CorruptCheckpoint, KeyError, TypeError):
             yield key, None
 
