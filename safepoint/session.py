@@ -145,6 +145,11 @@ class Session:
         return self._chain.id
 
     @property
+    def input(self) -> Any:
+        """The input the run was started with (`sp.run(..., input=)`, `safepoint run AGENT --input`), or None."""
+        return self.runtime.get("input")
+
+    @property
     def seq(self) -> int:
         """Seq of the last checkpoint this session saved or resumed from (0 before the first save)."""
         return self._parent or 0

@@ -40,8 +40,11 @@ def resumable(
     """Why this session should be picked up now ("answered", "crashed"), or None. `lease_of` gives its lease
     when the caller has read it already (else it is read here, and only for a running session)."""
     head = info.head
-    if head is None:
-        return None
+    if head is None:  # created, then the process died before its first checkpoint
+        if not info.agent:
+            return None
+        lease = lease_of() if lease_of is not None else read_lease(repo.store, session_segment(info.id))[0]
+        return "crashed before its first checkpoint" if lease is None or not lease.live() else None
     if head.status == Status.WAITING and head.meta.get("ready"):
         return "answered"
     if head.status == Status.RUNNING:
@@ -96,7 +99,7 @@ class Worker:
             except SafepointError as exc:
                 self.log(f"skipping {session_id}: {exc}")
                 continue
-            closed = info.head is None or info.head.status in open_sessions.CLOSED
+            closed = info.head is not None and info.head.status in open_sessions.CLOSED
             if listed is None and not closed:
                 still_open.append((session_segment(session_id), session_id))
             elif listed is not None and closed:
@@ -108,7 +111,7 @@ class Worker:
         return found
 
     def _forget(self, session_id: str) -> None:
-        """Remove the index entry of a session that is closed, gone, or has no checkpoint, looking again while
+        """Remove the index entry of a session that is closed or gone, looking again while
         holding its lease: a writer reopening it meanwhile waits for the lease, then marks it again."""
         segment = session_segment(session_id)
         try:
@@ -120,9 +123,10 @@ class Worker:
                 head = self.repo.info(session_id).head
             except SessionNotFound:
                 head = None
-            if head is None or head.status in open_sessions.CLOSED:
+            gone = not self.repo.exists(session_id)
+            if gone or (head is not None and head.status in open_sessions.CLOSED):
                 open_sessions.unmark(self.repo.store, segment)
-                self.log(f"{session_id}: completed, failed or without checkpoints: no longer listed as open")
+                self.log(f"{session_id}: completed, failed or deleted: no longer listed as open")
         except SafepointError as exc:  # the entry stays for the next pass
             self.log(f"{session_id}: cannot remove its open-session entry: {exc}")
         finally:

@@ -118,8 +118,13 @@ def open_repo(ctx: typer.Context) -> Repository:
     return ctx.with_resource(open_repository(ctx.obj.store))
 
 
+#: The width of output to a pipe or file: wide enough that no table row wraps (`safepoint ls | grep ID`).
+PIPE_WIDTH = 10_000
+
+
 def out() -> Console:
-    return Console(highlight=False, markup=False, soft_wrap=True)
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(highlight=False, markup=False, soft_wrap=True, width=width)
 
 
 def note(message: str) -> None:

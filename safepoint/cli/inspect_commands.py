@@ -10,6 +10,7 @@ from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
+from ..core import summary as summaries
 from ..model import Checkpoint
 from ..repository import Repository
 from .app import (
@@ -83,16 +84,36 @@ def show(
     seq: Annotated[
         int | None, typer.Option("--seq", min=1, metavar="N", help="Checkpoint seq (default: head).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"checkpoint": ..., "state": ...} as JSON.')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"checkpoint", "waiting_for", "error", "usage", "in_doubt", "state"}.')
+    ] = False,
 ) -> None:
-    """Show one checkpoint's metadata and its state."""
+    """Show one checkpoint's metadata, what it waits for or why it failed, its usage, and its state."""
     checkpoint = open_repo(ctx).load(session_id, seq)
+    runtime = checkpoint.runtime
+    needs = {
+        "waiting_for": summaries.questions(runtime),
+        "error": summaries.failure(runtime),
+        "usage": summaries.usage_totals(runtime),
+        "in_doubt": summaries.in_doubt(runtime),
+    }
     if as_json:
-        return print_json({"checkpoint": checkpoint.to_dict(), "state": checkpoint.state})
+        return print_json({"checkpoint": checkpoint.to_dict(), **needs, "state": checkpoint.state})
     grid = Table.grid(padding=(0, 2))
     for name, value in checkpoint.to_dict().items():
         shown = "-" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         grid.add_row(Text(name, style="bold"), shown)
+    for name, prompt in needs["waiting_for"].items():
+        grid.add_row(Text("waiting for", style="bold cyan"), f"{name}: {prompt}")
+    if needs["error"]:
+        error = needs["error"]
+        where = f"step {error['step']!r} after {error.get('attempts', 1)} attempt(s): " if error.get("step") else ""
+        grid.add_row(Text("error", style="bold red"), where + str(error.get("error", "")))
+    for key in needs["in_doubt"]:
+        grid.add_row(Text("in doubt", style="bold yellow"), f"effect {key!r} started but never recorded as done")
+    if needs["usage"]:
+        usage = ", ".join(f"{name} {value:g}" for name, value in needs["usage"].items())
+        grid.add_row(Text("usage", style="bold"), usage)
     out().print(grid)
     out().print(JSON.from_data(checkpoint.state, indent=2))
 
@@ -112,9 +133,12 @@ def diff(
     session_id: SessionArg,
     a: Annotated[int, typer.Argument(min=1, metavar="A", help="The older seq.")],
     b: Annotated[int, typer.Argument(min=1, metavar="B", help="The newer seq.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Show what changed in the state from checkpoint A to checkpoint B (+ added, - removed, ~ changed)."""
     lines = open_repo(ctx).diff(session_id, a, b)
+    if as_json:
+        return print_json(lines)
     if not lines:
         return note(f"no differences between seq {a} and seq {b} of session {session_id}")
     styles = {"+": "green", "-": "red", "~": "yellow"}
