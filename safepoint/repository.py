@@ -200,6 +200,29 @@ class Repository:
         )
         return self.info(new_id)
 
+    def cancel(self, session_id: str, *, reason: str = "cancelled", by: str = "api") -> Checkpoint:
+        """Stop a session for good: commit its head again with status `cancelled` (workers skip it; a run still
+        on it fails at its next save, with ConflictError). Refused for a session already completed, failed or
+        cancelled."""
+        chain = self._chain(session_id)
+        head = self.load(session_id) if chain.head_seq() else None
+        if head is None:
+            raise SafepointError(f"session {session_id!r} has no checkpoints to cancel; delete it instead")
+        if head.status in open_sessions.CLOSED:
+            raise SafepointError(f"session {session_id!r} is {head.status} already; nothing was changed")
+        runtime = {**head.runtime, "cancelled": {"reason": reason, "by": by, "at": datetime.now(UTC).isoformat()}}
+        saved = chain.commit(
+            {"state": head.state, "runtime": runtime},
+            seq=head.seq + 1,
+            parent=head.seq,
+            step="cancelled",
+            status=Status.CANCELLED,
+            schema_version=head.schema_version,
+            meta={"cancelled_by": by, "schema": head.meta.get("schema")},
+            previous=None,
+        )
+        return saved.checkpoint
+
     # --- manual edits, audited ------------------------------------------------------------------------
     def replace_state(
         self, session_id: str, state: Any, *, how: str = "edit", expect_seq: int | None = None

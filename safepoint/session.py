@@ -15,7 +15,7 @@ from .core.history import Chain, Saved
 from .core.migrations import Migrations
 from .errors import ArtifactNotFound, ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
 from .model import ArtifactRef, Checkpoint, Status
-from .runtime import drift, effects, inputs, steps
+from .runtime import drift, effects, inputs, steps, timers
 from .runtime.leases import DEFAULT_TTL, Lease
 from .runtime.retry import RetryPolicy
 from .runtime.wake import wake
@@ -235,9 +235,23 @@ class Session:
         """Run a side effect at most once under idempotency key `key` (see safepoint.runtime.effects)."""
         return effects.run_effect(self, key, fn, args, kwargs, reconcile)
 
-    def wait_for(self, name: str, *, prompt: str, schema: Any = None) -> Any:
-        """The answer to question `name` if one was delivered; otherwise save the request and raise Suspended."""
-        return inputs.wait_for(self, name, prompt, schema)
+    def wait_for(
+        self, name: str, *, prompt: str, schema: Any = None, timeout: float | None = None, default: Any = None
+    ) -> Any:
+        """The answer to question `name` if one was delivered; otherwise save the request and raise Suspended.
+        With `timeout` (seconds), once that passes unanswered a worker resumes the run and this returns `default`."""
+        return inputs.wait_for(self, name, prompt, schema, timeout, default)
+
+    def sleep(self, seconds: float, *, name: str | None = None) -> None:
+        """Pause the run durably: saves, raises Suspended, and a worker resumes it once `seconds` have passed."""
+        timers.sleep(self, seconds, name)
+
+    def unchanged(self, status: Status = Status.WAITING) -> bool:
+        """True when the head has `status` and the state and records are exactly the head's (nothing to save)."""
+        previous = self._previous
+        if previous is None or previous.checkpoint.seq != self._parent or previous.checkpoint.status != status:
+            return False
+        return codec.dumps({"state": to_plain(self.state), "runtime": self.runtime}) == codec.dumps(previous.base)
 
     def report_usage(self, tokens: int = 0, cost: float = 0.0, **counts: float) -> None:
         """Record tokens and cost spent (inside a step: that step's; otherwise the session's totals)."""

@@ -134,6 +134,8 @@ def run(
         head = s.head
         if head is not None and head.status == Status.COMPLETED and "result" in s.runtime:
             return _result(s, Status.COMPLETED, value=s.runtime["result"])
+        if head is not None and head.status == Status.CANCELLED:
+            return _result(s, Status.CANCELLED, error=f"session {s.id!r} was cancelled; it does not run again")
         try:
             value = fn(s)
         except Suspended as waiting:

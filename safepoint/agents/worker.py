@@ -21,6 +21,7 @@ from ..core import open_sessions
 from ..core.history import session_segment
 from ..errors import SafepointError, SessionBusy, SessionNotFound, StorageError
 from ..model import SessionInfo, Status
+from ..runtime import timers
 from ..runtime.leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
 from ..runtime.steps import shutdown_requested
 from ..runtime.wake import WAKE_CHANNEL
@@ -47,6 +48,8 @@ def resumable(
         return "crashed before its first checkpoint" if lease is None or not lease.live() else None
     if head.status == Status.WAITING and head.meta.get("ready"):
         return "answered"
+    if timers.due(head):
+        return "timer due"
     if head.status == Status.RUNNING:
         lease = lease_of() if lease_of is not None else read_lease(repo.store, session_segment(info.id))[0]
         if lease is None or not lease.live():

@@ -163,7 +163,14 @@ def new_table(*columns: str) -> Table:
     return table
 
 
-STATUS_STYLE = {"running": "yellow", "waiting": "cyan", "paused": "magenta", "failed": "red", "completed": "green"}
+STATUS_STYLE = {
+    "running": "yellow",
+    "waiting": "cyan",
+    "paused": "magenta",
+    "failed": "red",
+    "completed": "green",
+    "cancelled": "red",
+}
 
 
 def status_text(checkpoint: Checkpoint | None) -> Text:

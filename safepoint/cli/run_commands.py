@@ -74,6 +74,20 @@ def resume(ctx: typer.Context, session_id: SessionArg, agents: AgentsOption = No
     _report(run(agent, session_id, store=repo), as_json)
 
 
+@command()
+def cancel(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")] = "cancelled",
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop a session for good: workers skip it, and a run still on it fails at its next save."""
+    checkpoint = open_repo(ctx).cancel(session_id, reason=reason, by="cli")
+    if as_json:
+        return print_json({"session": session_id, "status": str(checkpoint.status), "seq": checkpoint.seq})
+    typer.echo(f"session {session_id}: cancelled at seq {checkpoint.seq}")
+
+
 @command("run")
 def run_(
     ctx: typer.Context,
@@ -129,7 +143,7 @@ def worker(
 def _report(result: RunResult, as_json: bool = False) -> None:
     if as_json:
         print_json(_result_json(result))
-        if result.status in (Status.WAITING, Status.FAILED):
+        if result.status in (Status.WAITING, Status.FAILED, Status.CANCELLED):
             raise typer.Exit(WAITING_EXIT_CODE if result.status == Status.WAITING else 1)
         return
     if result.replayed_steps:
@@ -144,7 +158,7 @@ def _report(result: RunResult, as_json: bool = False) -> None:
         typer.echo(f"session {result.session} is waiting for {names} (seq {result.seq})")
         note(f"answer with `safepoint send {result.session} {result.waiting_for[0]} VALUE`, then resume it")
         raise typer.Exit(WAITING_EXIT_CODE)
-    if result.status == Status.FAILED:
+    if result.status in (Status.FAILED, Status.CANCELLED):
         fail(result.error or f"session {result.session} failed")
     if result.interrupted:
         typer.echo(f"session {result.session}: stopped by a shutdown at seq {result.seq}, all saved")
