@@ -78,6 +78,8 @@ class Worker:
         self.log = log or (lambda message: None)
         self.results: list[RunResult] = []
         self._stop = threading.Event()
+        #: time.monotonic() after which `run` stops (serve's `until`), whenever its stop() fires
+        self.deadline: float | None = None
         self._running: set[str] = set()
         self._lock = threading.Lock()
 
@@ -189,8 +191,10 @@ class Worker:
         try:
             listener = self._listen()
             try:
-                while not self._stop.is_set():
+                while not self._stop.is_set() and not self._past_deadline():
                     if not self.run_once() and until_idle:
+                        break
+                    if self._past_deadline():
                         break
                     listener = self._idle(listener)
             finally:
@@ -202,6 +206,9 @@ class Worker:
             # Every run has stopped by now: the stop must not reach later `sp.run` calls of this process.
             shutdown_requested.clear()
         return self.results
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _listen(self) -> Listener | None:
         try:
@@ -246,6 +253,8 @@ class Worker:
 def serve(repo: Repository, *, until: float | None = None, **options: Any) -> list[RunResult]:
     """Run a worker (for `safepoint worker`); `until` stops it after that many seconds."""
     worker = Worker(repo, **options)
+    if until is not None:
+        worker.deadline = time.monotonic() + until  # a timer firing before run() starts must still count
     timer = threading.Timer(until, worker.stop) if until is not None else None
     if timer is not None:
         timer.daemon = True

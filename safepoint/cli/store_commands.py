@@ -24,10 +24,13 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Bundle path (default: ID.safepoint.tar).")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a session, its whole history and its artifacts to one portable bundle file."""
     with spinner(f"exporting session {session_id}"):
         path = open_repo(ctx).export_session(session_id, output or Path(f"{session_id}.safepoint.tar"))
+    if as_json:
+        return print_json({"session": session_id, "path": str(path)})
     typer.echo(f"exported session {session_id} to {path}")
 
 
@@ -36,10 +39,13 @@ def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(metavar="FILE", help="A bundle written by `safepoint export`.")],
     as_id: Annotated[str | None, typer.Option("--as", metavar="NEW", help="Import under this session id.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Import a session bundle (written by `safepoint export`) into the store."""
     with spinner(f"importing {path}"):
         info = open_repo(ctx).import_session(path, as_id=as_id)
+    if as_json:
+        return print_json(info.to_dict())
     typer.echo(f"imported session {info.id} (head seq {info.seq}) from {path}")
 
 
