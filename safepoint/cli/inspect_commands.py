@@ -58,7 +58,7 @@ def ls(
             info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
             age(info.updated_at), _origin(info.parent),
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 def _ls_stuck(repo: Repository, as_json: bool) -> None:
@@ -74,7 +74,7 @@ def _ls_stuck(repo: Repository, as_json: bool) -> None:
             info.id, info.agent or "", status_text(info.head), (info.head.step if info.head else None) or "",
             str(info.seq), age(info.updated_at), summary.stuck or "",
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 @command()
@@ -154,7 +154,7 @@ def _print_history(checkpoints: list[Checkpoint]) -> None:
             str(cp.seq), local_time(cp.created_at), cp.step or "", status_text(cp),
             "keyframe" if cp.keyframe else "delta", edit, cp.checksum[:12],
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 def _origin(parent: dict[str, Any] | None) -> str:
