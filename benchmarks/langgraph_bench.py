@@ -6,6 +6,7 @@
     python benchmarks/langgraph_bench.py --steps 200          # a quick look
     python benchmarks/langgraph_bench.py --append BENCHMARKS.md   # also append the results as a section
     python benchmarks/langgraph_bench.py --strict             # exit 1 when a target is missed
+    python benchmarks/langgraph_bench.py --steps 600 --out lg.md  # the history-read case of issue 15
 
 The graph: one node appends one ~500-character AIMessage per step with `add_messages` and loops to itself, one
 thread, `durability="sync"` (every checkpoint is saved before the next step starts): 1,000 steps, one checkpoint
@@ -14,8 +15,11 @@ a step. Savers: LangGraph's SqliteSaver on a file, SafepointSaver on the directo
 Measured per saver: bytes on disk after 200 and after all steps; `put` latency (median of puts 6-55, the start,
 and of the last 50, the end); `get_tuple` of the latest checkpoint (median of 10, a new saver each time);
 `saver.list()` over every checkpoint reading ids and metadata (the history listing); `get_state_history` over every
-checkpoint, which rebuilds every state. Targets: bytes at most 3x the final state (as LangGraph's serializer writes
-it), put latency flat (end at most 1.5x the start), history listing under 100 ms.
+checkpoint, which rebuilds every state, once per saver and then side by side: `--history-rounds` rounds (default
+3), each reading the whole history with every saver in turn, so the machine's load falls on all of them alike.
+Targets: bytes at most 3x the final state (as LangGraph's serializer writes it), put latency flat (end at most 1.5x
+the start), history listing under 100 ms, and `get_state_history` on the directory store at least 2x as fast as on
+SqliteSaver (median of the side-by-side rounds).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ WORDS = (
 ).split()
 THREAD = {"configurable": {"thread_id": "bench"}, "recursion_limit": 1_000_000}
 TARGET_BYTES, TARGET_FLAT, TARGET_LIST_MS = 3.0, 1.5, 100.0
+TARGET_HISTORY_SPEEDUP = 2.0  # get_state_history: SqliteSaver's time / SafepointSaver's on the directory store
 
 
 class State(TypedDict):
@@ -223,8 +228,38 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1e3 if values else float("nan")
 
 
+def history_side_by_side(items: list[Subject], rounds: int, console: Callable[[str], None]) -> None:
+    """`get_state_history` over the whole thread with each saver in turn, `rounds` times (a new saver each time)."""
+    for subject in items:
+        subject.results["history_rounds"] = []
+    for number in range(rounds):
+        for subject in items:
+            graph = build_graph(subject.open())
+            start = time.perf_counter()
+            count = sum(1 for _ in graph.get_state_history(THREAD))
+            subject.results["history_rounds"].append(time.perf_counter() - start)
+            assert count == subject.results["checkpoints"], (count, subject.results["checkpoints"])
+        console(f"  get_state_history side by side: round {number + 1} of {rounds}")
+
+
 def targets(items: list[Subject], steps: int) -> list[tuple[str, str, str, bool | None]]:
     rows = []
+    by_key = {s.key: s for s in items}
+    lg, directory = by_key.get("langgraph"), by_key.get("directory")
+    if lg and directory and lg.results.get("history_rounds") and directory.results.get("history_rounds"):
+        theirs, ours = (
+            statistics.median(lg.results["history_rounds"]),
+            statistics.median(directory.results["history_rounds"]),
+        )
+        rows.append(
+            (
+                f"get_state_history over {directory.results['checkpoints']:,} checkpoints, side by side: "
+                f"{lg.name} / {directory.name}",
+                f"{theirs / ours:.2f}x ({theirs:.2f} s vs {ours:.2f} s)",
+                f">= {TARGET_HISTORY_SPEEDUP:.0f}x",
+                theirs / ours >= TARGET_HISTORY_SPEEDUP,
+            )
+        )
     for s in items:
         r = s.results
         state = r["state_msgpack"]
@@ -264,7 +299,8 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
     rows = targets(items, steps)
     met = sum(1 for row in rows if row[3])
     counted = sum(1 for row in rows if row[3] is not None)
-    out = [f"## LangGraph\n\n`benchmarks/langgraph_bench.py`, {now}: the same LangGraph graph on "
+    heading = "## LangGraph" if steps == 1000 else f"## LangGraph, {steps:,} steps"
+    out = [f"{heading}\n\n`benchmarks/langgraph_bench.py`, {now}: the same LangGraph graph on "
            f"{'; '.join(s.name for s in items)}, one after the other in one run ({elapsed / 60:.1f} min).\n"]  # fmt: skip
     out.append("\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n")
     out.append(
@@ -292,6 +328,18 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
             f"| {s.name} | {b200} | {bend} | {median_ms(s.puts[5:55]):.2f} ms | {median_ms(s.puts[-50:]):.2f} ms | "
             f"{p90:.2f} ms | {r['get_tuple_ms']:.1f} ms | {r['list_ms']:.0f} ms | {r['history_s']:.2f} s | {r['run_s']:.1f} s |"
         )
+    if items and items[0].results.get("history_rounds"):
+        rounds = len(items[0].results["history_rounds"])
+        lg = next((s for s in items if s.key == "langgraph"), None)
+        out.append(f"\n`get_state_history` side by side ({rounds} rounds, each reading the whole thread with every saver in "
+                   "turn, a new saver each time):\n")  # fmt: skip
+        out.append("| saver | rounds | median | SqliteSaver's median / this one's |\n| --- | --- | --- | --- |")
+        for s in items:
+            times = s.results["history_rounds"]
+            vs = f"{statistics.median(lg.results['history_rounds']) / statistics.median(times):.2f}x" if lg else ""
+            out.append(
+                f"| {s.name} | {', '.join(f'{t:.2f} s' for t in times)} | {statistics.median(times):.2f} s | {vs} |"
+            )
     if flat:
         out.append(
             "\nDiagnostic, put cost without a disk (SafepointSaver on the memory store, same graph): median put "
@@ -313,8 +361,10 @@ def markdown(items: list[Subject], steps: int, info: dict[str, str], elapsed: fl
         "`get_tuple`: a new saver each time, median of 10 (both decode all messages). `saver.list()`: a new saver, "
         "iterating every checkpoint and reading its id and metadata (what a history view needs; SafepointSaver reads "
         "a tuple's state and pending writes only when they are used, SqliteSaver reads them eagerly). "
-        "`get_state_history`: LangGraph rebuilds every state of the history: its time is mostly LangGraph turning "
-        "stored values back into message objects, the same work for every saver.\n"
+        "`get_state_history`: LangGraph rebuilds every state of the history. SqliteSaver decodes every checkpoint's "
+        "whole message list (about steps^2 / 2 message objects); SafepointSaver reads a listing's records and keyframes "
+        "once and rebuilds each distinct message once, handing the same object to every checkpoint that holds it "
+        "(`safepoint/integrations/_langgraph_history.py`).\n"
     )
     return "\n".join(out) + "\n"
 
@@ -333,6 +383,7 @@ def main() -> int:
     options.add_argument("--steps", type=int, default=1000)
     options.add_argument("--append", type=Path, help="append the results as a Markdown section to this file")
     options.add_argument("--saver", action="append", choices=["langgraph", "directory", "sqlite"], help="only these")
+    options.add_argument("--history-rounds", type=int, default=3, help="side-by-side get_state_history rounds")
     args = options.parse_args()
     work = Path(tempfile.mkdtemp(prefix="safepoint-lg-bench-", dir=os.environ.get("BENCH_DIR")))
     started = time.perf_counter()
@@ -344,6 +395,8 @@ def main() -> int:
             items = [s for s in items if s.key != "langgraph"]
         for subject in items:
             run(subject, args.steps, lambda line: print(line, flush=True))
+        if args.history_rounds > 0:
+            history_side_by_side(items, args.history_rounds, lambda line: print(line, flush=True))
         flat = flatness(args.steps) if not args.saver else {}
         text = markdown(items, args.steps, info, time.perf_counter() - started, flat)
     finally:

@@ -10,6 +10,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_readme_python_snippets_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")  # the SDK would send traces when a key is set
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 2
     namespace: dict = {}
@@ -17,6 +18,14 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
         exec(compile(block, str(README), "exec", dont_inherit=True), namespace)  # noqa: S102 - our own documentation
     assert namespace["checkpoint"].seq == 1
     assert namespace["fork"].parent == {"session": "report-42", "seq": 1}
+    assert len(namespace["charged"]) == 1  # Pydantic AI: the resumed run did not charge again
+    assert namespace["reloaded_chat"].state == {"topic": "shoes", "user:plan": "pro"}  # ADK: temp: state not stored
+    support = namespace["session"].repository.load("support-42")  # the OpenAI Agents SDK section
+    assert support.status == "completed" and [i.get("type") for i in support.state["items"]][-3:] == [
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
 
 
 def test_readme_names_the_two_setup_commands_and_ci_uses_the_test_one():

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core import summary as summaries
-from ..model import Checkpoint
+from ..model import Checkpoint, Status
 from ..repository import Repository
 from .app import (
     JsonFlag,
@@ -41,12 +41,18 @@ def ls(
         ),
     ] = False,
     as_json: JsonFlag = False,
+    status: Annotated[
+        list[Status] | None,
+        typer.Option("--status", help="Only sessions whose head has this status (repeat for several)."),
+    ] = None,
 ) -> None:
     """List the sessions in the store, most recently saved first."""
     repo = open_repo(ctx)
     if stuck:
         return _ls_stuck(repo, as_json)
     infos = repo.sessions()
+    if status:
+        infos = [info for info in infos if info.head is not None and info.head.status in status]
     if as_json:
         return print_json([info.to_dict() for info in infos])
     if not infos:

@@ -60,7 +60,9 @@ def send(
         return print_json({"session": session_id, "answered": name, "seq": checkpoint.seq, "ready": bool(ready)})
     typer.echo(f"session {session_id}: answer to {name!r} recorded at seq {checkpoint.seq}")
     if ready:
-        note(f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
+        # A session run by another framework's adapter says how it resumes (safepoint.integrations).
+        hint = repo.load(session_id).runtime.get("resume_hint")
+        note(hint or f"it is ready: `safepoint resume {session_id}` (or a running `safepoint worker`) continues it")
 
 
 @command()

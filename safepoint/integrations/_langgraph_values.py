@@ -218,14 +218,21 @@ class Values:
         return state, encoded
 
     def decode_state(
-        self, state: dict[str, Any], checkpoint_id: str, ts: str, *, seen: bool = False
+        self,
+        state: dict[str, Any],
+        checkpoint_id: str,
+        ts: str,
+        *,
+        seen: bool = False,
+        decode_channel: Callable[[Any], Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Seen | None]]:
-        """The checkpoint back from its stored state; with `seen`, also the messages of its list channels."""
+        """The checkpoint back from its stored state; with `seen`, also the messages of its list channels.
+        `decode_channel` decodes the channel values instead of `decode` (a listing's, sharing messages)."""
         checkpoint = {"id": checkpoint_id, "ts": ts}
         checkpoint.update((key, self.decode(value)) for key, value in state.items() if key != "channel_values")
         channel_values, messages = {}, {}
         for channel, stored in (state.get("channel_values") or {}).items():
-            channel_values[channel] = value = self.decode(stored)
+            channel_values[channel] = value = (decode_channel or self.decode)(stored)
             if seen:
                 messages[channel] = seen_messages(value, stored)
         checkpoint["channel_values"] = channel_values
@@ -242,6 +249,10 @@ class Values:
         if copy and (type(stored) is dict or type(stored) is list):
             return orjson.loads(orjson.dumps(stored))  # a private copy: the stored one may back the next delta
         return stored
+
+    def decode_item(self, item: Any) -> Any:
+        """One item of a stored `{"__lg__": "msgpack", "v": [...]}` list back, as decoding the whole list gives it."""
+        return self.serde.loads_typed(("msgpack", _pack(_from_json(item))))
 
 
 class _Lazy:

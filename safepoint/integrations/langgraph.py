@@ -49,6 +49,7 @@ from ..repository import Repository
 from ..runtime.leases import lease_key
 from ..stores import Store, open_store
 from ._langgraph_async import AsyncFromSync
+from ._langgraph_history import History
 from ._langgraph_keys import id_key, ids_prefix, session_id_for, thread_key, threads_prefix, writes_prefix
 from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
 from ._langgraph_writes import PendingWrites
@@ -183,14 +184,17 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
             found = [match for t in threads for match in self._matches(t, conf.get("checkpoint_id"), filter, bound)]
             found.sort(key=lambda m: _lg(m[2])["checkpoint_id"], reverse=True)
             found = found[:limit] if limit is not None else found
+        histories: dict[str, History] = {}  # one per thread: records, keyframes and messages read once
         for t, seq, record, metadata, head in found:
             checkpoint_id = _lg(record)["checkpoint_id"]
+            h = histories.setdefault(t.chain.id, History(t.chain, self._values))
+            h.remember(seq, record)
             if lazy:
-                checkpoint: Any = LazyDict(lambda t=t, seq=seq, r=record: self._decode_state(self._state(t, seq), r))
-                writes: Any = LazyList(lambda t=t, seq=seq, cid=checkpoint_id: self._writes(t, seq, cid))
+                checkpoint: Any = LazyDict(lambda h=h, seq=seq, r=record: self._decode_state(h.state(seq), r, h=h))
+                writes: Any = LazyList(lambda t=t, seq=seq, cid=checkpoint_id, h=h: self._writes(t, seq, cid, h))
             else:
-                checkpoint = self._decode_state(self._state(t, seq), record)
-                writes = self._writes(t, seq, checkpoint_id)
+                checkpoint = self._decode_state(h.state(seq), record, h=h)
+                writes = self._writes(t, seq, checkpoint_id, h)
             yield self._tuple(t, seq, record, head, checkpoint, metadata, writes)
 
     def _matches(
@@ -465,9 +469,9 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
         seq = t.chain.head_seq()
         return seq, (t.chain.record(seq) if seq else None)
 
-    def _record(self, t: _Thread, seq: int) -> dict[str, Any] | None:
+    def _record(self, t: _Thread, seq: int, h: History | None = None) -> dict[str, Any] | None:
         try:
-            return t.chain.record(seq)
+            return t.chain.record(seq) if h is None else h.record(seq)
         except CheckpointNotFound:
             return None
 
@@ -545,18 +549,19 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
         return t.tip
 
     def _decode_state(
-        self, state: dict[str, Any], record: dict[str, Any], seen_by: _Thread | None = None
+        self, state: dict[str, Any], record: dict[str, Any], seen_by: _Thread | None = None, h: History | None = None
     ) -> dict[str, Any]:
-        """A stored state back as a LangGraph checkpoint; `seen_by` (the head's thread) learns its messages."""
+        """A stored state back as a LangGraph checkpoint; `seen_by` (the head's thread) learns its messages; `h`,
+        the listing it belongs to, shares the messages it rebuilt."""
         lg = _lg(record)
         ts = lg.get("ts") or record["created_at"]
-        checkpoint, seen = self._values.decode_state(state, lg["checkpoint_id"], ts, seen=seen_by is not None)
+        decode = h.decode if h is not None else None
+        checkpoint, seen = self._values.decode_state(
+            state, lg["checkpoint_id"], ts, seen=seen_by is not None, decode_channel=decode
+        )
         if seen_by is not None:
             seen_by.seen = seen
         return checkpoint
-
-    def _state(self, t: _Thread, seq: int) -> dict[str, Any]:
-        return t.chain.load(seq)[1]["state"]
 
     def _tuple(
         self,
@@ -584,9 +589,8 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
             configurable[MARK] = [seq, head]
         return {"configurable": configurable}
 
-    def _writes(self, t: _Thread, seq: int, checkpoint_id: str) -> list[tuple[str, str, Any]]:
+    def _writes(self, t: _Thread, seq: int, checkpoint_id: str, h: History | None = None) -> list[tuple[str, str, Any]]:
         """A checkpoint's pending writes in LangGraph's order: its objects, and those folded into the next record."""
-
         prefix = writes_prefix(t.chain.segment, checkpoint_id)
-        found = self._pending.read(prefix, lambda: _folded(self._record(t, seq + 1), checkpoint_id))
+        found = self._pending.read(prefix, lambda: _folded(self._record(t, seq + 1, h), checkpoint_id))
         return [(task_id, channel, self._values.decode(value)) for task_id, channel, value in found]

@@ -47,7 +47,7 @@ def run_effect(
         outcome = _resolve_in_doubt(session, key, record, reconcile)
         if outcome is not NOT_DONE:
             return _record_done(session, key, outcome, resolved=True)
-    effects[key] = {"status": "intent", "at": now(), "attempt": (record or {}).get("attempt", 0) + 1}
+    effects[key] = intent_record(record)
     session.save(step=f"effect {key}: intent")  # durable before the world is touched
     result = fn(*args, **kwargs)
     return _record_done(session, key, result)
@@ -75,11 +75,24 @@ def _resolve_in_doubt(
     return None if answer == "done" else NOT_DONE
 
 
-def _record_done(session: RunContext, key: str, result: Any, *, resolved: bool = False) -> Any:
+def intent_record(previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The record saved before an effect runs (`previous`: the key's earlier record, if any)."""
+    return {"status": "intent", "at": now(), "attempt": (previous or {}).get("attempt", 0) + 1}
+
+
+def done_record(key: str, result: Any, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record saved after an effect ran: its result as plain JSON (NotSerializable names the effect)."""
     plain = codec.loads(codec.dumps(result, root=f"result of effect {key!r}"))
     entry = {"status": "done", "result": plain, "at": now()}
+    if previous is not None and "attempt" in previous:
+        entry["attempt"] = previous["attempt"]
+    return entry
+
+
+def _record_done(session: RunContext, key: str, result: Any, *, resolved: bool = False) -> Any:
+    entry = done_record(key, result)
     if resolved:
         entry["resolved_in_doubt"] = True
     session.runtime["effects"][key] = entry
     session.save(step=f"effect {key}")
-    return plain
+    return entry["result"]
