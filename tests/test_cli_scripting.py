@@ -16,8 +16,8 @@ import safepoint as sp
 from safepoint.cli import app
 
 runner = CliRunner()
-#: The demo is a guided tour for people: it has no result to print as JSON.
-NO_JSON = {"demo"}
+#: The demo is a guided tour for people, and `mcp` a server speaking JSON-RPC itself: no result to print as JSON.
+NO_JSON = {"demo", "mcp", "dashboard"}
 
 
 @sp.agent("sc-asker", schema=dict)
