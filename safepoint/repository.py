@@ -364,7 +364,12 @@ def validate_state(head: Checkpoint, state: Any) -> None:
     codec.dumps(state)  # NotSerializable for anything without a JSON form
     schema = _import_schema(head.meta.get("schema"))
     if schema is not None:
-        from_plain(schema, state, f"edited state of session {head.session!r}")
+        from_plain(
+            schema,
+            state,
+            f"edited state of session {head.session!r}",
+            fix=f"correct that value and try again (the state must match {schema.__name__}); nothing was committed",
+        )
 
 
 def _import_schema(name: str | None) -> type[BaseModel] | None:

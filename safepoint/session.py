@@ -44,8 +44,11 @@ def to_plain(state: Any) -> Any:
     return state
 
 
-def from_plain(schema: Any, plain: Any, where: str) -> Any:
-    """Build the live state from stored plain data, as a private copy the caller may mutate freely."""
+def from_plain(
+    schema: Any, plain: Any, where: str, fix: str = "register a migration or load it with schema=dict"
+) -> Any:
+    """Build the live state from stored plain data, as a private copy the caller may mutate freely. `fix` is what
+    the error tells the user to do when the data does not match the schema."""
     plain = codec.loads(codec.dumps(plain))  # pydantic keeps `Any` values by reference: copy first
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
@@ -53,7 +56,7 @@ def from_plain(schema: Any, plain: Any, where: str) -> Any:
         except ValidationError as exc:
             raise InvalidState(
                 f"{where} does not match schema {schema.__name__}: {exc.errors()[0]['loc']} "
-                f"{exc.errors()[0]['msg']}; register a migration or load it with schema=dict"
+                f"{exc.errors()[0]['msg']}; {fix}"
             ) from None
     return plain
 

@@ -118,3 +118,14 @@ def test_piped_tables_do_not_wrap(store: str) -> None:
     for session_id in ids:
         [row] = [line for line in rows if session_id in line]
         assert "an-agent-name-that-takes-room-too" in row and "past eighty columns" in row
+
+
+def test_an_edit_that_breaks_the_schema_says_to_correct_it_not_to_migrate(store: str) -> None:
+    with sp.open(store) as repo:
+        with repo.session("e1") as s:
+            s.save(step="one")
+        with pytest.raises(sp.InvalidState) as caught:
+            repo.replace_state("e1", {"mission": 5})
+        assert "correct that value and try again" in str(caught.value)
+        assert "migration" not in str(caught.value)
+        assert [c.seq for c in repo.history("e1")] == [1]

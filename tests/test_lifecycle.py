@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 import safepoint as sp
@@ -160,3 +161,24 @@ def test_delete_through_the_cli(repo: sp.Repository) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"session": "d1", "deleted_checkpoints": 1}
     assert not repo.exists("d1")
+
+
+class Outline(BaseModel):  # a pydantic model of the user's, importable by name
+    title: str = ""
+    sections: list[str] = []
+
+
+def test_a_step_returning_a_pydantic_model_gives_the_model_back_on_replay(repo: sp.Repository) -> None:
+    calls = []
+
+    def plan() -> Outline:
+        calls.append(1)
+        return Outline(title="Heat pumps", sections=["grid", "cost"])
+
+    with repo.session("p1", schema=dict) as s:
+        first = s.step("plan", plan)
+    with repo.session("p1", schema=dict) as s:
+        again = s.step("plan", plan)
+    assert calls == [1]
+    assert isinstance(first, Outline) and isinstance(again, Outline)
+    assert again == first and again.sections == ["grid", "cost"]
