@@ -24,8 +24,11 @@ class NotSerializable(SafepointError, TypeError):
     def __init__(self, path: str, value: object, hint: str = "") -> None:
         self.path = path
         self.value_type = type(value).__name__
-        advice = hint or "store plain JSON values (dict, list, str, int, float, bool, None) or a pydantic model"
-        super().__init__(f"cannot save {path}: a {self.value_type} has no JSON form; {advice}")
+        reason = hint or (
+            f"a {self.value_type} has no JSON form; store plain JSON values (dict, list, str, int, float, bool, "
+            "None) or a pydantic model"
+        )
+        super().__init__(f"cannot save {path}: {reason}; nothing was written")
 
 
 class ConflictError(SafepointError):
@@ -56,6 +59,10 @@ class CorruptCheckpoint(SafepointError):
             f"corrupt object {key}: {reason}; run `safepoint fsck` to see which checkpoints it breaks "
             "and the last good one to fall back to"
         )
+
+
+class EncryptionKeyError(SafepointError):
+    """An encrypted store opened without its key or with another one, or a key that cannot be used."""
 
 
 class SchemaTooNew(SafepointError):

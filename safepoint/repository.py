@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +16,14 @@ from .core import artifacts, bundle, codec, delta, gc_guard, maintenance, open_s
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
+from .core.redact import Redactor
 from .core.stuck import LeaseView, StuckPolicy, stuck_reason
 from .core.summary import SessionSummary, summarize
 from .errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
+    EncryptionKeyError,
     InvalidState,
     SafepointError,
     SessionBusy,
@@ -32,15 +34,28 @@ from .runtime import inputs
 from .runtime.leases import DEFAULT_TTL, lease_key, read_lease
 from .runtime.retry import RetryPolicy
 from .session import Session, from_plain
-from .stores import Store, open_store
+from .stores import Store, keys, open_store
+from .stores.base import ENCRYPTED_MAGIC
+from .stores.keys import KeySpec
 
 
 class Repository:
     """Everything safepoint keeps in one store. Get one with `safepoint.open(url)`."""
 
-    def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, migrations: Migrations | None = None):
-        self.store = open_store(store)
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        migrations: Migrations | None = None,
+        redact: Iterable[str] = (),
+        redact_secrets: bool = True,
+        key: KeySpec | None = None,
+    ):
+        self.store = open_encrypted(open_store(store), key)
         self.migrations = migrations or Migrations()
+        rules = [redact] if isinstance(redact, str) else list(redact)
+        if rules or not redact_secrets:
+            self.store.redactor = Redactor(rules, secrets=redact_secrets)
 
     @property
     def url(self) -> str:
@@ -290,6 +305,25 @@ class Repository:
             self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress, settle=settle
         )
 
+    def rekey(self, new_key: keys.KeySource, progress: maintenance.Progress | None = None) -> dict[str, int]:
+        """Re-encrypt every value under `new_key` (the store must be open with its current key; give old keys
+        too, as a list, to finish an interrupted rekey). Crash-safe: run it again to finish. Run it with no
+        writer active. Returns counts: rewritten, already under the new key, plaintext on purpose (seq hints).
+        """
+        from .stores.encrypted import EncryptedStore, rekey
+
+        if not isinstance(self.store, EncryptedStore):
+            raise EncryptionKeyError(
+                f"store {self.url} is not encrypted: rekey rotates the key of an encrypted store; to encrypt "
+                "sessions, export them and import them into a new store opened with a key"
+            )
+        new = keys.load(new_key, "the new key")
+        counts = rekey(self.store.inner, self.store.keys, new, progress)
+        redactor = self.store.redactor
+        self.store = EncryptedStore(self.store.inner, [new])
+        self.store.redactor = redactor
+        return counts
+
     def last_good(self, session_id: str) -> int | None:
         """The newest checkpoint of a session that loads, with all its artifacts (to fall back to after damage)."""
         self._chain(session_id)
@@ -348,9 +382,52 @@ class Repository:
         return f"Repository({self.url!r})"
 
 
-def open(url: str | os.PathLike[str] | Store | None = None, *, migrations: Migrations | None = None) -> Repository:  # noqa: A001
-    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`."""
-    return Repository(url, migrations=migrations)
+def open(  # noqa: A001
+    url: str | os.PathLike[str] | Store | None = None,
+    *,
+    migrations: Migrations | None = None,
+    redact: Iterable[str] = (),
+    redact_secrets: bool = True,
+    key: KeySpec | None = None,
+) -> Repository:
+    """Open a store: a path or `file://` (default `$SAFEPOINT_STORE` or `./.safepoint`), `memory://`, `sqlite:///x.db`.
+
+    Before anything is written, values at the `redact` paths (`"model.api_key"`, `"data.env.*"`) and known
+    credential formats anywhere (unless `redact_secrets=False`) are replaced by a marker (see docs/security.md).
+
+    `key` (or `$SAFEPOINT_KEY`, or a key file named by `$SAFEPOINT_KEY_FILE`) encrypts everything stored with
+    AES-256-GCM: 32 bytes, as raw bytes, base64 or hex text, a Path to a key file, a callable returning one (a
+    KMS), or a list of them (the first encrypts; the others still decrypt, for rotation).
+    """
+    return Repository(url, migrations=migrations, redact=redact, redact_secrets=redact_secrets, key=key)
+
+
+def open_encrypted(store: Store, key: KeySpec | None) -> Store:
+    """`store` wrapped in its encryption when a key is given (or in the environment); refused without one when
+    the store is encrypted (EncryptionKeyError, the one error for a missing or a wrong key)."""
+    if getattr(store, "key_id", None) is not None:
+        return store  # encrypted already
+    keyring = keys.keyring(key)
+    if keyring:
+        try:
+            from .stores.encrypted import EncryptedStore
+        except ImportError as exc:
+            raise EncryptionKeyError(
+                f"encryption needs the 'encryption' extra: pip install 'safepoint[encryption]' ({exc})"
+            ) from exc
+        return EncryptedStore(store, keyring)
+    if is_encrypted(store.get(ENCRYPTION_RECORD)):
+        raise EncryptionKeyError(
+            f"store {store.url} is encrypted: open it with its key (key=, SAFEPOINT_KEY or SAFEPOINT_KEY_FILE)"
+        )
+    return store
+
+
+ENCRYPTION_RECORD = "meta/encryption"
+
+
+def is_encrypted(blob: bytes | None) -> bool:
+    return blob is not None and blob.startswith(ENCRYPTED_MAGIC)
 
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:

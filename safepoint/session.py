@@ -14,7 +14,7 @@ from .core import artifacts, codec, gc_guard
 from .core.history import Chain, Saved
 from .core.migrations import Migrations
 from .errors import ArtifactNotFound, ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
-from .model import ArtifactRef, Checkpoint, Status
+from .model import AgentState, ArtifactRef, Checkpoint, Status
 from .runtime import drift, effects, inputs, steps, timers
 from .runtime.leases import DEFAULT_TTL, Lease
 from .runtime.retry import RetryPolicy
@@ -36,11 +36,14 @@ def schema_name(schema: Any) -> str:
 def to_plain(state: Any) -> Any:
     """The state as plain JSON data; NotSerializable names the path of a value that has no JSON form."""
     if isinstance(state, BaseModel):
+        # The default state's free-form parts (`data`, `context`...) must not coerce (NaN to None, bytes to
+        # text, sets to lists): dumped as Python values, the encoder refuses what it cannot carry exactly. A
+        # user's own model keeps the coercions it declares.
+        mode = "python" if type(state) is AgentState else "json"
         try:
-            return state.model_dump(mode="json")
-        except PydanticSerializationError:
-            codec.dumps(state.model_dump())  # raises NotSerializable with the path
-            raise
+            return state.model_dump(mode=mode)
+        except (PydanticSerializationError, ValueError):  # a cycle, too deep, a value pydantic cannot dump
+            raise codec.unfaithful(state, "state") from None
     return state
 
 

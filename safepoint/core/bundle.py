@@ -11,6 +11,7 @@ import io
 import os
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +42,21 @@ def export_session(store: Store, session_id: str, path: str | os.PathLike[str]) 
     keys = [chain.info_key] + sorted(live)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.partial")
+    # An encrypted store's bundle is encrypted under its key too: it imports only where that key is given.
+    seal = getattr(store, "seal_member", None) or (lambda _name, data: data)
+    head: dict[str, Any] = {"bundle": BUNDLE_FORMAT, "format": FORMAT, "session": session_id}
+    if getattr(store, "key_id", None) is not None:
+        head["encrypted"] = store.key_id.hex()  # type: ignore[attr-defined]
     try:
         with tarfile.open(tmp, "w") as archive:
-            _add(archive, _MANIFEST, codec.dumps({"bundle": BUNDLE_FORMAT, "format": FORMAT, "session": session_id}))
+            _add(archive, _MANIFEST, codec.dumps(head))
             for seq in records:  # as loose records, wherever this store keeps them
-                _add(archive, chain.commit_key(seq), chain.record_blob(seq))
+                _add(archive, chain.commit_key(seq), seal(chain.commit_key(seq), chain.record_blob(seq)))
             for key in keys:
                 blob = store.get(key)
                 if blob is None:
                     raise CorruptCheckpoint(key, "missing while exporting; run `safepoint fsck`")
-                _add(archive, key, blob)
+                _add(archive, key, seal(key, blob))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -77,11 +83,12 @@ def import_session(store: Store, path: str | os.PathLike[str], *, as_id: str | N
         manifest = codec.loads(_read(archive, members[_MANIFEST]))
         if manifest.get("bundle", 0) > BUNDLE_FORMAT or manifest.get("format", 0) > FORMAT:
             raise BundleError(f"{path} was written by a newer safepoint (bundle {manifest.get('bundle')}); upgrade")
+        opener = _opener(store, manifest.get("encrypted"), path)
         source = Chain(store, manifest["session"])
         target = Chain(store, as_id or manifest["session"])
         if target.exists():
             raise BundleError(f"session {target.id!r} already exists in {store.url}; import it with --as NEW_ID")
-        writes = _verified(archive, members, source, target)
+        writes = _verified(archive, members, source, target, opener)
     objects = [(k, v) for k, v in writes if k.startswith(("objects/", "artifacts/"))]
     for key, blob in objects:
         if not store.exists(key):
@@ -105,8 +112,25 @@ def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     return handle.read()
 
 
+def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Callable[[str, bytes], bytes]:
+    """How to read the members of a bundle: as they are, or decrypted with the store's key."""
+    if key_id is None:
+        return lambda _name, data: data
+    ids = [key.id.hex() for key in getattr(store, "keys", ())]
+    if key_id not in ids:
+        raise BundleError(
+            f"{path} is encrypted under key id {key_id}; import it into a store opened with that key "
+            f"(this store {'has key id ' + ', '.join(ids) if ids else 'is not encrypted'})"
+        )
+    return store.open_member  # type: ignore[attr-defined,no-any-return]
+
+
 def _verified(
-    archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], source: Chain, target: Chain
+    archive: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    source: Chain,
+    target: Chain,
+    opener: Callable[[str, bytes], bytes],
 ) -> list[tuple[str, bytes]]:
     """Every record of the bundle, checked and (for a new id) rewritten, in key order."""
     writes: list[tuple[str, bytes]] = []
@@ -117,7 +141,7 @@ def _verified(
             check_key(name)
         except SafepointError:
             raise BundleError(f"bundle member {name!r} is not a store key; the bundle is damaged") from None
-        blob = _read(archive, members[name])
+        blob = opener(name, _read(archive, members[name]))
         payload = codec.unseal(blob, f"{archive.name}:{name}")
         if name.startswith(("objects/", "artifacts/")):
             if name.startswith("objects/") and codec.payload_digest(blob) != name.rsplit("/", 1)[1]:

@@ -8,13 +8,15 @@ or, for the few frame bits zstd ignores, is harmless: unseal never returns bytes
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from typing import Any
 
 import orjson
 import zstandard
 
-from ..errors import CorruptCheckpoint, NotSerializable
+from ..errors import CorruptCheckpoint, EncryptionKeyError, NotSerializable
+from ..stores.base import ENCRYPTED_MAGIC
 
 _MAGIC = b"SP\x01"
 _RAW = b"j"
@@ -41,69 +43,139 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: How deep a state may nest (dicts and lists inside each other). Up to this many levels always saves; deeper
+#: raises NotSerializable (JSON's encoder stops at 254 levels, and safepoint's records wrap the state in 4).
+MAX_DEPTH = 250
+# Datetimes and dataclasses would be written as strings and dicts and load back as such: refuse them instead.
+_DUMPS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON readers take as an exact integer (orjson's own range)
+
+
 def dumps(value: Any, *, root: str = "state") -> bytes:
     """Canonical JSON bytes (sorted keys, UTF-8). Raises NotSerializable naming the offending path."""
     try:
-        return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS)
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        path, bad = _find_unserializable(value, root)
-        raise NotSerializable(path, bad, _hint(exc)) from None
+        return orjson.dumps(value, default=_default, option=_DUMPS_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        raise unfaithful(value, root) from None
 
 
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def faithful(value: Any, payload: bytes, *, root: str = "state", tuples: bool = False) -> Any:
+    """`payload` (the canonical JSON of `value`) decoded, after checking it is `value` again: NaN, infinity,
+    tuples, UUIDs or enums would otherwise come back as something else. NotSerializable names the path.
+
+    `tuples=True` lets tuples become lists (a step's output: its caller gets the JSON form on the first run as
+    on every replay, so nothing differs between the two).
+    """
+    decoded = orjson.loads(payload)
+    if decoded != value:
+        found = _find(value, root, 0, set(), tuples)
+        if found is not None or not tuples:
+            raise unfaithful(value, root)
+    return decoded
+
+
+def copy(value: Any, *, root: str = "state", tuples: bool = False) -> Any:
+    """A private JSON copy of `value` that equals it, or NotSerializable naming the path of what would change."""
+    return faithful(value, dumps(value, root=root), root=root, tuples=tuples)
+
+
 def _default(value: Any) -> Any:
-    # pydantic models nested inside plain state serialise through their JSON mode.
+    # pydantic models nested inside plain state serialise through their JSON mode (their own declared coercions).
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
     raise TypeError
 
 
-def _hint(exc: Exception) -> str:
-    text = str(exc)
-    if "64-bit" in text:
-        return "integers must fit in 64 bits; store larger ones as strings"
-    if "keys must be str" in text.lower() or "dict key" in text.lower():
-        return "dict keys must be strings"
-    if "recursion" in text.lower():
-        return "the value is nested too deeply or refers to itself"
-    return ""
+def unfaithful(value: Any, root: str) -> NotSerializable:
+    """The NotSerializable for the first part of `value` that has no faithful JSON form (only runs after a
+    failure, so its cost is no concern)."""
+    found = _find(value, root, 0, set())
+    if found is None:  # nothing found to blame: the value as a whole
+        return NotSerializable(root, value, "it would not load back as the same value")
+    return NotSerializable(*found)
 
 
-def _fits(value: Any) -> bool:
-    try:
-        orjson.dumps(value, default=_default)
-        return True
-    except (orjson.JSONEncodeError, TypeError):
-        return False
+def _path(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
-def _find_unserializable(value: Any, path: str) -> tuple[str, Any]:
-    """Walk down to the innermost value orjson refuses (only runs after a failure, so cost is no concern)."""
-    seen: set[int] = set()
-    while id(value) not in seen:
-        seen.add(id(value))
-        if isinstance(value, dict):
-            bad_keys = [k for k in value if not isinstance(k, str)]
-            if bad_keys:  # a list, not next(..., None): None itself may be the bad key
-                return f"{path}[{bad_keys[0]!r}]", bad_keys[0]
-            child = next(((k, v) for k, v in value.items() if not _fits(v)), None)
-            if child is None:
-                return path, value
-            key, value = child
-            path = (f"{path}.{key}" if path else key) if key.isidentifier() else f"{path}[{key!r}]"
-        elif isinstance(value, list | tuple):
-            child = next(((i, v) for i, v in enumerate(value) if not _fits(v)), None)
-            if child is None:
-                return path, value
-            index, value = child
-            path = f"{path}[{index}]"
-        else:
-            return path, value
-    return path, value  # a container that contains itself
+def _find(value: Any, path: str, depth: int, ancestors: set[int], tuples: bool = False) -> tuple[str, Any, str] | None:
+    """(path, value, advice) of the first part of `value` that JSON cannot carry exactly, or None."""
+    kind = type(value)
+    if value is None or kind is bool or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        if _INT_MIN <= value <= _INT_MAX:
+            return None
+        return path, value, f"the integer {value} does not fit in 64 bits; store it as a string"
+    if isinstance(value, float):
+        if value == value and value not in (math.inf, -math.inf):
+            return None
+        return path, value, f"the float {value!r} has no JSON form; store None or a string instead"
+    if (
+        isinstance(value, dict | list)
+        or (tuples and isinstance(value, tuple))
+        or callable(getattr(value, "model_dump", None))
+    ):
+        if depth >= MAX_DEPTH:
+            return (
+                path,
+                value,
+                f"the {type(value).__name__} nests deeper than {MAX_DEPTH} levels, the limit; flatten it or store "
+                "it as an artifact",
+            )
+        if id(value) in ancestors:
+            return (
+                path,
+                value,
+                f"the {type(value).__name__} contains itself (a cycle); store a copy without the back-reference",
+            )
+        if not isinstance(value, dict | list | tuple):
+            try:
+                value = value.model_dump(mode="json")
+            except (ValueError, TypeError):
+                value = dict(value.__dict__)  # a cycle or a value pydantic cannot dump: look inside
+        ancestors.add(id(value))
+        try:
+            if isinstance(value, dict):
+                for key in value:
+                    if not isinstance(key, str):
+                        return (
+                            f"{path}[{key!r}]",
+                            key,
+                            f"dict keys must be strings, this one is a {type(key).__name__} (JSON would turn it into "
+                            "a string); convert the keys with str() or store a list of [key, value] pairs",
+                        )
+                items: Any = value.items()
+            else:
+                items = enumerate(value)
+            for key, child in items:
+                found = _find(child, _path(path, key), depth + 1, ancestors, tuples)
+                if found is not None:
+                    return found
+        finally:
+            ancestors.discard(id(value))
+        return None
+    if isinstance(value, tuple):
+        return path, value, "a tuple would load back as a list; store a list"
+    if isinstance(value, set | frozenset):
+        return path, value, f"a {type(value).__name__} has no JSON form; store a sorted list"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return (
+            path,
+            value,
+            f"{type(value).__name__} have no JSON form; store them as an artifact (put_artifact) or as base64 text",
+        )
+    return path, value, ""
 
 
 def seal(payload: bytes, *, compress: bool = True, digest: bytes | None = None) -> bytes:
@@ -123,6 +195,10 @@ def seal(payload: bytes, *, compress: bool = True, digest: bytes | None = None) 
 def unseal(blob: bytes, key: str) -> bytes:
     """Return the payload of a sealed blob, verifying its checksum; CorruptCheckpoint names `key` otherwise."""
     if len(blob) < _HEADER or not blob.startswith(_MAGIC):
+        if blob.startswith(ENCRYPTED_MAGIC):
+            raise EncryptionKeyError(
+                f"{key} is encrypted: open the store with its key (SAFEPOINT_KEY, SAFEPOINT_KEY_FILE or key=)"
+            )
         raise CorruptCheckpoint(key, "not a safepoint object (bad header or truncated)")
     codec = blob[3:4]
     digest = blob[4:_HEADER]

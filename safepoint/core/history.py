@@ -40,13 +40,14 @@ from ..errors import (
     ConflictError,
     CorruptCheckpoint,
     InvalidSessionId,
+    NotSerializable,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import artifacts, codec, delta, gc_guard, open_sessions
+from . import artifacts, codec, delta, gc_guard, open_sessions, redact
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
@@ -131,6 +132,7 @@ class Chain:
         self.known: set[str] = set()  # object hashes known to exist in the store
         self.verified_refs: set[str] = set()  # artifacts known stored, with their chunks, since the last gc
         self.gc_watch = gc_guard.GcWatch(store)
+        self.redactor = redact.policy(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
@@ -170,6 +172,9 @@ class Chain:
             "parent": parent,
             "created_at": _now().isoformat(),
         }
+        if self.redactor.suspect(codec.dumps([agent, tags, parent], root="the session's agent, tags and parent")):
+            redacted = self.redactor.secrets_in([agent, tags, parent], self.store)
+            doc.update(zip(("agent", "tags", "parent"), redacted, strict=True))
         created = self.store.put_if_absent(self.info_key, codec.seal(codec.dumps(doc)))
         if created:
             self.store.prepare(self.prefix)  # the first checkpoint then costs what every later one does
@@ -345,13 +350,23 @@ class Chain:
             "lease": lease,
         }
         self.last_attempt = None
-        ops_bytes = ops = snapshot = None
+        ops_bytes = ops = snapshot = decoded = None
         as_delta = False
+        redactor = self.redactor
+        if redactor.active:
+            doc = redactor.paths(doc, self.store)
+            if redactor.suspect(codec.dumps([step, meta], root="the checkpoint's step and metadata")):
+                step, meta = redactor.secrets_in([step, meta], self.store)
+                record.update(step=step, meta=meta)
+        redacted = False  # whether credentials were found in what changed (then the keyframe must not have them)
         if previous is not None:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
-            ops_bytes = _encode_ops(delta.diff(previous.base, doc))
-            ops = codec.loads(ops_bytes)
+            raw_ops = delta.diff(previous.base, doc)
+            ops_bytes, ops = _encode_ops(raw_ops)
+            if redactor.suspect(ops_bytes):  # only what changed: the base was redacted when it was written
+                redacted = True
+                ops_bytes, ops = _encode_ops(redactor.ops(raw_ops, previous.base, self.store))
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -361,21 +376,28 @@ class Chain:
             chain, spent = previous.chain + 1, previous.delta_bytes + len(ops_bytes)
             record.update(base=keyframe_seq, delta=orjson.Fragment(ops_bytes))  # canonical already: not again
         else:
+            if redacted:
+                doc = redactor.secrets_in(doc, self.store)
             snapshot = codec.dumps(doc, root="")
+            if previous is None:
+                # Nothing stored vouches for any of it: check it loads back as the same value (NaN, tuples...).
+                # The decoded copy is the writer's base, which a second save would otherwise decode.
+                decoded = codec.faithful(doc, snapshot, root="")
+                if redactor.suspect(snapshot):
+                    doc = redactor.secrets_in(doc, self.store)
+                    snapshot = codec.dumps(doc, root="")
+                    decoded = codec.loads(snapshot)
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
-        refs = artifact_refs(doc.get("state"))
+        refs = artifacts.artifact_refs(doc.get("state"))
         record.update(since=spent, size=size, artifacts=refs)
-        while True:  # what the commit relies on is chosen after a gc check, and committed within its window
-            self._check_gc(refs)
+        self._check_gc(refs)  # what the commit relies on is chosen after a gc check, committed within its window
+        while True:  # after a slow encode look again: unless a gc ran meanwhile, what was chosen still stands
             payload, objects = (
-                (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot)
+                (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot, decoded)
             )
-            # A slow encode: look again; unless a gc ran meanwhile, what was chosen still stands.
-            if not self.gc_watch.expired() or not self.gc_watch.check():
+            if not self.gc_watch.expired() or not self._check_gc(refs):
                 break
-            self.known.clear()
-            self.verified_refs.clear()
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
@@ -395,10 +417,12 @@ class Chain:
                     self._pack_cycle(previous.keyframe_seq, seq - 1)
                 self._written = {}
             self._written[seq] = payload
-        base = None
+        base = decoded
         if ops is not None:
             # Only now that the commit stands may the writer's copy move on.
             base = delta.apply(previous.base, ops)  # type: ignore[union-attr]
+            snapshot = None
+        elif decoded is not None:
             snapshot = None
         if status in open_sessions.CLOSED:
             try:
@@ -408,15 +432,17 @@ class Chain:
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
 
-    def _check_gc(self, refs: list[str]) -> None:
-        """Wait out a deleting gc; after one, forget which objects were known stored; verify new artifact refs."""
-        if self.gc_watch.check():
-            self.known.clear()
-            self.verified_refs.clear()
+    def _check_gc(self, refs: list[str]) -> bool:
+        """Wait out a deleting gc; after one (True), forget which objects were known stored. Verify new artifacts."""
+        if ran := self.gc_watch.check():
+            self.known, self.verified_refs = set(), set()
         artifacts.require(self.store, f"session {self.id!r}", [ref for ref in refs if ref not in self.verified_refs])
         self.verified_refs.update(refs)
+        return ran
 
-    def _keyframe_payload(self, record: dict[str, Any], snapshot: bytes) -> tuple[bytes, dict[str, bytes]]:
+    def _keyframe_payload(
+        self, record: dict[str, Any], snapshot: bytes, decoded: Any = None
+    ) -> tuple[bytes, dict[str, bytes]]:
         """The keyframe record's canonical JSON (with `root` set in `record`) and the new objects it needs.
 
         A state small enough to stay inline goes into the record as the bytes already encoded (an
@@ -429,7 +455,7 @@ class Chain:
             record["root"] = {"k": "v", "v": None}  # readers of `record` only ask whether it has a root
             return payload, {}
         writer = TreeWriter(None if self.store.cheap_create else self.store.exists, self.known)
-        record["root"] = writer.root(codec.loads(snapshot), len(snapshot))
+        record["root"] = writer.root(codec.loads(snapshot) if decoded is None else decoded, len(snapshot))
         return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
@@ -533,30 +559,23 @@ class Chain:
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
 
 
-def _encode_ops(ops: list[delta.Op]) -> bytes:
+def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
+    """The canonical JSON of `ops` and its decoded copy, which must equal them: NotSerializable names the path
+    inside the state (not inside the operation list) of a value that would not load back the same."""
     try:
-        return codec.dumps(ops)
-    except Exception:
-        # Name the path inside the state, not inside the operation list.
-        for op in ops:
-            if op[0] == "s":
-                codec.dumps(op[2], root=delta.format_path(op[1], root=""))
-            elif op[0] == "x":
-                for offset, item in enumerate(op[4]):
-                    codec.dumps(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
-        raise
-
-
-def artifact_refs(state: Any) -> list[str]:
-    """Artifact references in the state's `artifacts` list (what keeps artifacts alive through gc)."""
-    found = []
-    items = state.get("artifacts") if isinstance(state, dict) else None
-    if isinstance(items, dict):
-        items = list(items.values())
-    for item in items or ():
-        if isinstance(item, dict) and isinstance(item.get("ref"), str):
-            found.append(item["ref"])
-    return sorted(set(found))
+        encoded = codec.dumps(ops)
+        decoded = codec.loads(encoded)
+        if decoded == ops:
+            return encoded, decoded
+    except NotSerializable:
+        pass
+    for op in ops:
+        if op[0] == "s":
+            codec.copy(op[2], root=delta.format_path(op[1], root=""))
+        elif op[0] == "x":
+            for offset, item in enumerate(op[4]):
+                codec.copy(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
+    raise codec.unfaithful(ops, "state")
 
 
 def to_checkpoint(

@@ -82,7 +82,7 @@ def intent_record(previous: dict[str, Any] | None) -> dict[str, Any]:
 
 def done_record(key: str, result: Any, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record saved after an effect ran: its result as plain JSON (NotSerializable names the effect)."""
-    plain = codec.loads(codec.dumps(result, root=f"result of effect {key!r}"))
+    plain = codec.copy(result, root=f"result of effect {key!r}", tuples=True)
     entry = {"status": "done", "result": plain, "at": now()}
     if previous is not None and "attempt" in previous:
         entry["attempt"] = previous["attempt"]

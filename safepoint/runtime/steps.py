@@ -111,7 +111,7 @@ def run_step(
     finally:
         _current_usage.reset(token)
     try:
-        output = codec.loads(codec.dumps(result, root=f"output of step {name!r}"))
+        output = codec.copy(result, root=f"output of step {name!r}", tuples=True)
     except NotSerializable:
         steps.pop(name, None)
         raise

@@ -32,6 +32,9 @@ from typing import Final, Protocol
 
 from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 
+#: The first bytes of every value an encrypted store writes (see safepoint.stores.encrypted).
+ENCRYPTED_MAGIC: Final = b"SPX\x01"
+
 # Sentinel for "no compare-and-set": plain overwrite.
 ANY: Final = object()
 
@@ -138,6 +141,9 @@ class Store(ABC):
     #: prefix means listing them all. Stores whose `last` is one index lookup set it False: a commit then
     #: writes one key less.
     head_hints: bool = True
+    #: The redaction policy safepoint applies before writing into this store (`safepoint.open(redact=...)`
+    #: sets it; None: the default, known credential formats redacted). Stores themselves never look at it.
+    redactor: object | None = None
 
     # --- the primitives: public methods validate keys, subclasses implement the underscored ones ---
     def get(self, key: str) -> bytes | None:
