@@ -21,6 +21,7 @@ class Status(StrEnum):
     PAUSED = "paused"
     FAILED = "failed"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
 
 class _Part(BaseModel):

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from .core import artifacts, bundle, codec, delta, listing, maintenance, open_sessions, session_index
+from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
@@ -28,18 +28,19 @@ from .errors import (
     EncryptionKeyError,
     InvalidState,
     SafepointError,
+    SessionBusy,
     SessionNotFound,
     StorageError,
 )
 from .model import AgentState, ArtifactRef, Checkpoint, SessionInfo, Status
 from .runtime import effects, inputs
-from .runtime.leases import DEFAULT_TTL, read_lease
+from .runtime.leases import DEFAULT_TTL, lease_key, read_lease
 from .runtime.retry import RetryPolicy
 from .runtime.steps import now as timestamp
 from .runtime.wake import wake
 from .session import Session, from_plain
 from .stores import Store, keys, open_store
-from .stores.base import ENCRYPTED_MAGIC
+from .stores.encryption import open_encrypted
 from .stores.keys import KeySpec
 
 
@@ -117,6 +118,19 @@ class Repository:
     def pending_inputs(self, session_id: str) -> dict[str, dict[str, Any]]:
         """The questions a session waits for, by name (prompt, schema, asked_at)."""
         return inputs.pending(self.load(session_id).runtime)
+
+    def delete(self, session_id: str, *, force: bool = False) -> int:
+        """Delete a session and its whole history; return how many checkpoints went. Its artifacts and state
+        objects stay until `gc`, which frees what no other session (a fork, say) still references. Refused
+        (SessionBusy) while a live lease holds it, unless `force`."""
+        chain = self._chain(session_id)
+        lease, _ = read_lease(self.store, chain.segment)
+        if lease is not None and lease.live() and not force:
+            raise SessionBusy(
+                f"session {session_id!r} is held by {lease.owner} (its lease is live); stop that run first, "
+                "or delete it anyway with force=True (`safepoint delete --force`)"
+            )
+        return maintenance.delete_session(self.store, session_id, [lease_key(chain.segment)])
 
     def exists(self, session_id: str) -> bool:
         return Chain(self.store, session_id).exists()
@@ -267,6 +281,29 @@ class Repository:
         )
         return self.info(new_id)
 
+    def cancel(self, session_id: str, *, reason: str = "cancelled", by: str = "api") -> Checkpoint:
+        """Stop a session for good: commit its head again with status `cancelled` (workers skip it; a run still
+        on it fails at its next save, with ConflictError). Refused for a session already completed, failed or
+        cancelled."""
+        chain = self._chain(session_id)
+        head = self.load(session_id) if chain.head_seq() else None
+        if head is None:
+            raise SafepointError(f"session {session_id!r} has no checkpoints to cancel; delete it instead")
+        if head.status in open_sessions.CLOSED:
+            raise SafepointError(f"session {session_id!r} is {head.status} already; nothing was changed")
+        runtime = {**head.runtime, "cancelled": {"reason": reason, "by": by, "at": datetime.now(UTC).isoformat()}}
+        saved = chain.commit(
+            {"state": head.state, "runtime": runtime},
+            seq=head.seq + 1,
+            parent=head.seq,
+            step="cancelled",
+            status=Status.CANCELLED,
+            schema_version=head.schema_version,
+            meta={"cancelled_by": by, "schema": head.meta.get("schema")},
+            previous=None,
+        )
+        return saved.checkpoint
+
     # --- manual edits, audited ------------------------------------------------------------------------
     def replace_state(
         self, session_id: str, state: Any, *, how: str = "edit", expect_seq: int | None = None, by: str | None = None
@@ -385,10 +422,11 @@ class Repository:
         newer_than: datetime | None = None,
         dry_run: bool = False,
         progress: maintenance.Progress | None = None,
+        settle: float = gc_guard.SETTLE,
     ) -> maintenance.GcReport:
-        """Apply retention (optional) and delete what no checkpoint references. Run it with no writer active."""
+        """Apply retention (optional) and delete what no checkpoint references; safe beside live writers."""
         return maintenance.gc(
-            self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress
+            self.store, keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress, settle=settle
         )
 
     def rekey(self, new_key: keys.KeySource, progress: maintenance.Progress | None = None) -> dict[str, int]:
@@ -411,7 +449,7 @@ class Repository:
         return counts
 
     def last_good(self, session_id: str) -> int | None:
-        """The newest checkpoint of a session that loads without error (to fall back to after corruption)."""
+        """The newest checkpoint of a session that loads, with all its artifacts (to fall back to after damage)."""
         self._chain(session_id)
         return maintenance.last_good(self.store, session_id)
 
@@ -523,34 +561,6 @@ def open(  # noqa: A001
     return Repository(url, migrations=migrations, redact=redact, redact_secrets=redact_secrets, key=key)
 
 
-def open_encrypted(store: Store, key: KeySpec | None) -> Store:
-    """`store` wrapped in its encryption when a key is given (or in the environment); refused without one when
-    the store is encrypted (EncryptionKeyError, the one error for a missing or a wrong key)."""
-    if getattr(store, "key_id", None) is not None:
-        return store  # encrypted already
-    keyring = keys.keyring(key)
-    if keyring:
-        try:
-            from .stores.encrypted import EncryptedStore
-        except ImportError as exc:
-            raise EncryptionKeyError(
-                f"encryption needs the 'encryption' extra: pip install 'safepoint[encryption]' ({exc})"
-            ) from exc
-        return EncryptedStore(store, keyring)
-    if is_encrypted(store.get(ENCRYPTION_RECORD)):
-        raise EncryptionKeyError(
-            f"store {store.url} is encrypted: open it with its key (key=, SAFEPOINT_KEY or SAFEPOINT_KEY_FILE)"
-        )
-    return store
-
-
-ENCRYPTION_RECORD = "meta/encryption"
-
-
-def is_encrypted(blob: bytes | None) -> bool:
-    return blob is not None and blob.startswith(ENCRYPTED_MAGIC)
-
-
 def _rebuild_entry(store: Store, session_id: str) -> dict[str, Any]:
     """Rebuild a session's summary index entry from its chain (the truth), write it and return it."""
     chain = Chain(store, session_id)
@@ -568,7 +578,12 @@ def validate_state(head: Checkpoint, state: Any) -> None:
     codec.dumps(state)  # NotSerializable for anything without a JSON form
     schema = _import_schema(head.meta.get("schema"))
     if schema is not None:
-        from_plain(schema, state, f"edited state of session {head.session!r}")
+        from_plain(
+            schema,
+            state,
+            f"edited state of session {head.session!r}",
+            fix=f"correct that value and try again (the state must match {schema.__name__}); nothing was committed",
+        )
 
 
 def _import_schema(name: str | None) -> type[BaseModel] | None:

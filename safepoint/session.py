@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import IO, Any
@@ -9,12 +10,12 @@ from typing import IO, Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from .core import artifacts, codec
+from .core import artifacts, codec, gc_guard
 from .core.history import Chain, Saved
 from .core.migrations import Migrations
-from .errors import ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
+from .errors import ArtifactNotFound, ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
 from .model import AgentState, ArtifactRef, Checkpoint, Status
-from .runtime import drift, effects, inputs, steps
+from .runtime import drift, effects, inputs, steps, timers
 from .runtime.leases import DEFAULT_TTL, Lease
 from .runtime.retry import RetryPolicy
 from .runtime.wake import wake
@@ -46,8 +47,11 @@ def to_plain(state: Any) -> Any:
     return state
 
 
-def from_plain(schema: Any, plain: Any, where: str) -> Any:
-    """Build the live state from stored plain data, as a private copy the caller may mutate freely."""
+def from_plain(
+    schema: Any, plain: Any, where: str, fix: str = "register a migration or load it with schema=dict"
+) -> Any:
+    """Build the live state from stored plain data, as a private copy the caller may mutate freely. `fix` is what
+    the error tells the user to do when the data does not match the schema."""
     plain = codec.loads(codec.dumps(plain))  # pydantic keeps `Any` values by reference: copy first
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
@@ -55,7 +59,7 @@ def from_plain(schema: Any, plain: Any, where: str) -> Any:
         except ValidationError as exc:
             raise InvalidState(
                 f"{where} does not match schema {schema.__name__}: {exc.errors()[0]['loc']} "
-                f"{exc.errors()[0]['msg']}; register a migration or load it with schema=dict"
+                f"{exc.errors()[0]['msg']}; {fix}"
             ) from None
     return plain
 
@@ -102,6 +106,7 @@ class Session:
         self._meta_next: dict[str, Any] = {}
         self._attempt: tuple[int, str] | None = None
         self._closed = False
+        self._pins: set[str] = set()  # artifacts uploaded by this run and not yet saved in a checkpoint
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
         self._chain.create(agent, tags, parent)
@@ -146,6 +151,11 @@ class Session:
         return self._chain.id
 
     @property
+    def input(self) -> Any:
+        """The input the run was started with (`sp.run(..., input=)`, `safepoint run AGENT --input`), or None."""
+        return self.runtime.get("input")
+
+    @property
     def seq(self) -> int:
         """Seq of the last checkpoint this session saved or resumed from (0 before the first save)."""
         return self._parent or 0
@@ -188,6 +198,8 @@ class Session:
             raise
         self._previous, self._seq, self._parent = saved, seq, seq
         self._meta_next = {}
+        if self._pins:
+            self._unpin()
         return saved.checkpoint
 
     def ensure_open(self) -> None:
@@ -229,9 +241,23 @@ class Session:
         """Run a side effect at most once under idempotency key `key` (see safepoint.runtime.effects)."""
         return effects.run_effect(self, key, fn, args, kwargs, reconcile)
 
-    def wait_for(self, name: str, *, prompt: str, schema: Any = None) -> Any:
-        """The answer to question `name` if one was delivered; otherwise save the request and raise Suspended."""
-        return inputs.wait_for(self, name, prompt, schema)
+    def wait_for(
+        self, name: str, *, prompt: str, schema: Any = None, timeout: float | None = None, default: Any = None
+    ) -> Any:
+        """The answer to question `name` if one was delivered; otherwise save the request and raise Suspended.
+        With `timeout` (seconds), once that passes unanswered a worker resumes the run and this returns `default`."""
+        return inputs.wait_for(self, name, prompt, schema, timeout, default)
+
+    def sleep(self, seconds: float, *, name: str | None = None) -> None:
+        """Pause the run durably: saves, raises Suspended, and a worker resumes it once `seconds` have passed."""
+        timers.sleep(self, seconds, name)
+
+    def unchanged(self, status: Status = Status.WAITING) -> bool:
+        """True when the head has `status` and the state and records are exactly the head's (nothing to save)."""
+        previous = self._previous
+        if previous is None or previous.checkpoint.seq != self._parent or previous.checkpoint.status != status:
+            return False
+        return codec.dumps({"state": to_plain(self.state), "runtime": self.runtime}) == codec.dumps(previous.base)
 
     def report_usage(self, tokens: int = 0, cost: float = 0.0, **counts: float) -> None:
         """Record tokens and cost spent (inside a step: that step's; otherwise the session's totals)."""
@@ -257,7 +283,7 @@ class Session:
     # --- artifacts ----------------------------------------------------------------------------------
     def put_artifact(self, name: str, source: artifacts.Source, media_type: str | None = None) -> ArtifactRef:
         """Store a large file apart from the state and list it in `state.artifacts` (replacing same name)."""
-        ref = artifacts.put_artifact(self._store, name, source, media_type)
+        ref = self._upload(name, source, media_type)
         items = self.state.artifacts if isinstance(self.state, BaseModel) else self.state.setdefault("artifacts", [])
         entry: Any = ref if isinstance(self.state, BaseModel) else ref.model_dump()
         names = [item.name if isinstance(item, BaseModel) else item.get("name") for item in items]
@@ -265,6 +291,29 @@ class Session:
             items[names.index(name)] = entry
         else:
             items.append(entry)
+        return ref
+
+    def _upload(self, name: str, source: artifacts.Source, media_type: str | None) -> ArtifactRef:
+        """Upload and pin an artifact so that gc keeps it until a save references it (see core/gc_guard.py)."""
+        watch = self._chain.gc_watch
+        watch.check()
+        start = source.tell() if hasattr(source, "seek") and source.seekable() else None  # type: ignore[union-attr]
+        ref = artifacts.put_artifact(self._store, name, source, media_type)
+        self._pins.add(ref.ref)
+        gc_guard.pin(self._store, self._chain.segment, sorted(self._pins))
+        while watch.check():  # a gc deleted while we uploaded: what it took must be written again
+            self._chain.verified_refs.clear()
+            if not artifacts.missing_parts(self._store, ref.ref):
+                continue
+            if isinstance(source, bytes | bytearray | memoryview | str | os.PathLike) or start is not None:
+                if start is not None:
+                    source.seek(start)  # type: ignore[union-attr]
+                artifacts.put_artifact(self._store, name, source, media_type)
+                continue
+            raise ArtifactNotFound(
+                f"session {self.id!r}: a gc removed parts of artifact {name!r} while it was being uploaded from a "
+                "stream that cannot be read again; upload it again"
+            )
         return ref
 
     def open_artifact(self, name_or_ref: str) -> IO[bytes]:
@@ -291,11 +340,21 @@ class Session:
             lease.release()
             if self._previous is not None and self._previous.checkpoint.status == Status.RUNNING:
                 wake(self._store, self.id)  # left mid-way: a listening worker may take it on now
+        if self._pins:
+            self._unpin()
         # A closed session keeps no copies of its state: a program holding on to many finished sessions
         # (or the pages they pinned) should not pay for them.
         self._closed = True
         self._previous = None
         self._chain.forget_written()
+
+    def _unpin(self) -> None:
+        # After a save the saved ones are referenced; after close the unsaved ones are garbage.
+        self._pins = set()
+        try:
+            gc_guard.unpin(self._store, self._chain.segment)
+        except StorageError:
+            pass  # a stale pin only delays gc of what it names (see gc_guard.PIN_TTL)
 
     def __del__(self) -> None:
         # A session dropped without close() (`store.session(id).save()`) gives its lease back at once.

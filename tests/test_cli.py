@@ -172,7 +172,7 @@ def test_show_json_is_checkpoint_and_state_only(seeded: str) -> None:
     result = cli(seeded, "show", "s1", "--seq", "2", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert set(doc) == {"checkpoint", "state"}
+    assert set(doc) == {"checkpoint", "waiting_for", "error", "usage", "in_doubt", "state"}
     assert doc["state"] == load(seeded, seq=2).state
     checkpoint = doc["checkpoint"]
     assert checkpoint["session"] == "s1" and checkpoint["seq"] == 2 and checkpoint["parent"] == 1

@@ -16,8 +16,11 @@ not re-run.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import codec
@@ -46,6 +49,24 @@ def agent(name: str | None = None, *, schema: Any = AgentState) -> Callable[[Age
         return fn
 
     return register
+
+
+def import_agents(spec: str) -> None:
+    """Import the module that registers agents: a module name (`myagents`) or a file (`./agents/my.py`).
+
+    A file is imported as a module named after it, with its directory put on `sys.path`, so the entry point a
+    run records (`my:research`) imports again in a worker started from elsewhere with the same `--agents`.
+    """
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise ImportError(f"no Python file at {path}")
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        importlib.import_module(path.stem)
+        return
+    importlib.import_module(spec)
 
 
 def agent_name(fn: Agent) -> str:
@@ -93,9 +114,13 @@ def run(
     *,
     store: Repository | Any = None,
     schema: Any = None,
+    input: Any = None,  # noqa: A002 - the run's input, as users name it
     **session_options: Any,
 ) -> RunResult:
-    """Run (or resume) agent `fn` in session `session_id` until it completes, waits or fails."""
+    """Run (or resume) agent `fn` in session `session_id` until it completes, waits or fails.
+
+    `input` (JSON data) starts a new session: it is saved in a first checkpoint before the agent runs, so a
+    crash right after still leaves it to the resume, and the agent reads it as `session.input`."""
     from ..repository import Repository
 
     repo = store if isinstance(store, Repository) else Repository(store)
@@ -103,9 +128,14 @@ def run(
     schema = schema or getattr(fn, "__safepoint_schema__", AgentState)
     with repo.session(session_id, agent=name, schema=schema, **session_options) as s:
         s.runtime["agent"] = {"name": name, "entrypoint": f"{fn.__module__}:{fn.__qualname__}"}
+        if input is not None and s.is_new:
+            s.runtime["input"] = codec.loads(codec.dumps(input, root="the run's input"))
+            s.save(step="started")
         head = s.head
         if head is not None and head.status == Status.COMPLETED and "result" in s.runtime:
             return _result(s, Status.COMPLETED, value=s.runtime["result"])
+        if head is not None and head.status == Status.CANCELLED:
+            return _result(s, Status.CANCELLED, error=f"session {s.id!r} was cancelled; it does not run again")
         try:
             value = fn(s)
         except Suspended as waiting:

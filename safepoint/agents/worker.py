@@ -21,6 +21,7 @@ from ..core import open_sessions
 from ..core.history import session_segment
 from ..errors import SafepointError, SessionBusy, SessionNotFound, StorageError
 from ..model import SessionInfo, Status
+from ..runtime import timers
 from ..runtime.leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
 from ..runtime.steps import shutdown_requested
 from ..runtime.wake import WAKE_CHANNEL
@@ -40,10 +41,15 @@ def resumable(
     """Why this session should be picked up now ("answered", "crashed"), or None. `lease_of` gives its lease
     when the caller has read it already (else it is read here, and only for a running session)."""
     head = info.head
-    if head is None:
-        return None
+    if head is None:  # created, then the process died before its first checkpoint
+        if not info.agent:
+            return None
+        lease = lease_of() if lease_of is not None else read_lease(repo.store, session_segment(info.id))[0]
+        return "crashed before its first checkpoint" if lease is None or not lease.live() else None
     if head.status == Status.WAITING and head.meta.get("ready"):
         return "answered"
+    if timers.due(head):
+        return "timer due"
     if head.status == Status.RUNNING:
         lease = lease_of() if lease_of is not None else read_lease(repo.store, session_segment(info.id))[0]
         if lease is None or not lease.live():
@@ -72,6 +78,8 @@ class Worker:
         self.log = log or (lambda message: None)
         self.results: list[RunResult] = []
         self._stop = threading.Event()
+        #: time.monotonic() after which `run` stops (serve's `until`), whenever its stop() fires
+        self.deadline: float | None = None
         self._running: set[str] = set()
         self._lock = threading.Lock()
 
@@ -96,7 +104,7 @@ class Worker:
             except SafepointError as exc:
                 self.log(f"skipping {session_id}: {exc}")
                 continue
-            closed = info.head is None or info.head.status in open_sessions.CLOSED
+            closed = info.head is not None and info.head.status in open_sessions.CLOSED
             if listed is None and not closed:
                 still_open.append((session_segment(session_id), session_id))
             elif listed is not None and closed:
@@ -108,7 +116,7 @@ class Worker:
         return found
 
     def _forget(self, session_id: str) -> None:
-        """Remove the index entry of a session that is closed, gone, or has no checkpoint, looking again while
+        """Remove the index entry of a session that is closed or gone, looking again while
         holding its lease: a writer reopening it meanwhile waits for the lease, then marks it again."""
         segment = session_segment(session_id)
         try:
@@ -120,9 +128,10 @@ class Worker:
                 head = self.repo.info(session_id).head
             except SessionNotFound:
                 head = None
-            if head is None or head.status in open_sessions.CLOSED:
+            gone = not self.repo.exists(session_id)
+            if gone or (head is not None and head.status in open_sessions.CLOSED):
                 open_sessions.unmark(self.repo.store, segment)
-                self.log(f"{session_id}: completed, failed or without checkpoints: no longer listed as open")
+                self.log(f"{session_id}: completed, failed or deleted: no longer listed as open")
         except SafepointError as exc:  # the entry stays for the next pass
             self.log(f"{session_id}: cannot remove its open-session entry: {exc}")
         finally:
@@ -182,8 +191,10 @@ class Worker:
         try:
             listener = self._listen()
             try:
-                while not self._stop.is_set():
+                while not self._stop.is_set() and not self._past_deadline():
                     if not self.run_once() and until_idle:
+                        break
+                    if self._past_deadline():
                         break
                     listener = self._idle(listener)
             finally:
@@ -195,6 +206,9 @@ class Worker:
             # Every run has stopped by now: the stop must not reach later `sp.run` calls of this process.
             shutdown_requested.clear()
         return self.results
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _listen(self) -> Listener | None:
         try:
@@ -239,6 +253,8 @@ class Worker:
 def serve(repo: Repository, *, until: float | None = None, **options: Any) -> list[RunResult]:
     """Run a worker (for `safepoint worker`); `until` stops it after that many seconds."""
     worker = Worker(repo, **options)
+    if until is not None:
+        worker.deadline = time.monotonic() + until  # a timer firing before run() starts must still count
     timer = threading.Timer(until, worker.stop) if until is not None else None
     if timer is not None:
         timer.daemon = True

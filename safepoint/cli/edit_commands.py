@@ -14,11 +14,11 @@ import typer
 
 from ..core.paths import parse_assignment, parse_json
 from ..errors import SafepointError
-from .app import SessionArg, command, fail, note, open_repo
+from .app import JsonFlag, SessionArg, command, fail, note, open_repo, print_json
 
 
 @command()
-def edit(ctx: typer.Context, session_id: SessionArg) -> None:
+def edit(ctx: typer.Context, session_id: SessionArg, as_json: JsonFlag = False) -> None:
     """Edit the head state in $VISUAL or $EDITOR (default vi) and commit it as an audited manual edit."""
     repo = open_repo(ctx)
     head = repo.load(session_id)
@@ -35,12 +35,16 @@ def edit(ctx: typer.Context, session_id: SessionArg) -> None:
         fail(f"invalid JSON in the edited state: {exc}; {kept}")
     if after == before or _canonical(state) == _canonical(head.state):
         path.unlink()
+        if as_json:
+            return print_json({"session": session_id, "committed": False, "seq": head.seq})
         return typer.echo(f"no changes; nothing committed to session {session_id}")
     try:
         checkpoint = repo.replace_state(session_id, state, how="edit", expect_seq=head.seq)
     except SafepointError as exc:
         fail(f"{exc}; {kept}")
     path.unlink()
+    if as_json:
+        return print_json({"session": session_id, "committed": True, "seq": checkpoint.seq})
     typer.echo(f"session {session_id}: committed seq {checkpoint.seq} (manual edit)")
 
 
@@ -56,10 +60,13 @@ def set_(
             show_default=False,
         ),
     ],
+    as_json: JsonFlag = False,
 ) -> None:
     """Set values inside the head state and commit them as one audited manual edit."""
     values = dict(_assignment(text) for text in assignments)
     checkpoint = open_repo(ctx).set_values(session_id, values)
+    if as_json:
+        return print_json({"session": session_id, "committed": True, "seq": checkpoint.seq})
     typer.echo(f"session {session_id}: committed seq {checkpoint.seq} ({checkpoint.meta.get('how')})")
 
 
@@ -71,9 +78,12 @@ def fork(
         int | None, typer.Option("--at", min=1, metavar="N", help="Seq to fork from (default: head).")
     ] = None,
     new_id: Annotated[str | None, typer.Option("--as", metavar="NEW", help="Id of the new session.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Start a new session from a checkpoint of another; prints the new session's id."""
     info = open_repo(ctx).fork(session_id, at=at, new_id=new_id)
+    if as_json:
+        return print_json(info.to_dict())
     note(f"forked session {session_id} at seq {(info.parent or {}).get('seq')} as {info.id}")
     typer.echo(info.id)
 

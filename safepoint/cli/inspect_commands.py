@@ -10,6 +10,7 @@ from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
+from ..core import summary as summaries
 from ..model import Checkpoint, Status
 from ..repository import Repository
 from .app import (
@@ -63,7 +64,7 @@ def ls(
             info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
             age(info.updated_at), _origin(info.parent),
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 def _ls_stuck(repo: Repository, as_json: bool) -> None:
@@ -79,7 +80,7 @@ def _ls_stuck(repo: Repository, as_json: bool) -> None:
             info.id, info.agent or "", status_text(info.head), (info.head.step if info.head else None) or "",
             str(info.seq), age(info.updated_at), summary.stuck or "",
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 @command()
@@ -89,16 +90,36 @@ def show(
     seq: Annotated[
         int | None, typer.Option("--seq", min=1, metavar="N", help="Checkpoint seq (default: head).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"checkpoint": ..., "state": ...} as JSON.')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"checkpoint", "waiting_for", "error", "usage", "in_doubt", "state"}.')
+    ] = False,
 ) -> None:
-    """Show one checkpoint's metadata and its state."""
+    """Show one checkpoint's metadata, what it waits for or why it failed, its usage, and its state."""
     checkpoint = open_repo(ctx).load(session_id, seq)
+    runtime = checkpoint.runtime
+    needs = {
+        "waiting_for": summaries.questions(runtime),
+        "error": summaries.failure(runtime),
+        "usage": summaries.usage_totals(runtime),
+        "in_doubt": summaries.in_doubt(runtime),
+    }
     if as_json:
-        return print_json({"checkpoint": checkpoint.to_dict(), "state": checkpoint.state})
+        return print_json({"checkpoint": checkpoint.to_dict(), **needs, "state": checkpoint.state})
     grid = Table.grid(padding=(0, 2))
     for name, value in checkpoint.to_dict().items():
         shown = "-" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         grid.add_row(Text(name, style="bold"), shown)
+    for name, prompt in needs["waiting_for"].items():
+        grid.add_row(Text("waiting for", style="bold cyan"), f"{name}: {prompt}")
+    if needs["error"]:
+        error = needs["error"]
+        where = f"step {error['step']!r} after {error.get('attempts', 1)} attempt(s): " if error.get("step") else ""
+        grid.add_row(Text("error", style="bold red"), where + str(error.get("error", "")))
+    for key in needs["in_doubt"]:
+        grid.add_row(Text("in doubt", style="bold yellow"), f"effect {key!r} started but never recorded as done")
+    if needs["usage"]:
+        usage = ", ".join(f"{name} {value:g}" for name, value in needs["usage"].items())
+        grid.add_row(Text("usage", style="bold"), usage)
     out().print(grid)
     out().print(JSON.from_data(checkpoint.state, indent=2))
 
@@ -118,9 +139,12 @@ def diff(
     session_id: SessionArg,
     a: Annotated[int, typer.Argument(min=1, metavar="A", help="The older seq.")],
     b: Annotated[int, typer.Argument(min=1, metavar="B", help="The newer seq.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Show what changed in the state from checkpoint A to checkpoint B (+ added, - removed, ~ changed)."""
     lines = open_repo(ctx).diff(session_id, a, b)
+    if as_json:
+        return print_json(lines)
     if not lines:
         return note(f"no differences between seq {a} and seq {b} of session {session_id}")
     styles = {"+": "green", "-": "red", "~": "yellow"}
@@ -136,7 +160,7 @@ def _print_history(checkpoints: list[Checkpoint]) -> None:
             str(cp.seq), local_time(cp.created_at), cp.step or "", status_text(cp),
             "keyframe" if cp.keyframe else "delta", edit, cp.checksum[:12],
         )  # fmt: skip
-    out().print(table)
+    table.print()
 
 
 def _origin(parent: dict[str, Any] | None) -> str:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from .app import SessionArg, command, human_size, open_repo, out, spinner
+from ..core.maintenance import FsckReport
+from ..repository import Repository
+from .app import JsonFlag, SessionArg, command, human_size, open_repo, out, print_json, spinner
 
 
 @command()
@@ -21,10 +24,13 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Bundle path (default: ID.safepoint.tar).")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a session, its whole history and its artifacts to one portable bundle file."""
     with spinner(f"exporting session {session_id}"):
         path = open_repo(ctx).export_session(session_id, output or Path(f"{session_id}.safepoint.tar"))
+    if as_json:
+        return print_json({"session": session_id, "path": str(path)})
     typer.echo(f"exported session {session_id} to {path}")
 
 
@@ -33,19 +39,39 @@ def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(metavar="FILE", help="A bundle written by `safepoint export`.")],
     as_id: Annotated[str | None, typer.Option("--as", metavar="NEW", help="Import under this session id.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Import a session bundle (written by `safepoint export`) into the store."""
     with spinner(f"importing {path}"):
         info = open_repo(ctx).import_session(path, as_id=as_id)
+    if as_json:
+        return print_json(info.to_dict())
     typer.echo(f"imported session {info.id} (head seq {info.seq}) from {path}")
 
 
 @command()
-def fsck(ctx: typer.Context) -> None:
+def delete(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    force: Annotated[bool, typer.Option("--force", help="Delete it even while a live lease holds it.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a session and its whole history; the next `gc` frees what nothing else references."""
+    deleted = open_repo(ctx).delete(session_id, force=force)
+    if as_json:
+        return print_json({"session": session_id, "deleted_checkpoints": deleted})
+    typer.echo(f"deleted session {session_id} ({deleted} checkpoints); run `safepoint gc` to free its storage")
+
+
+@command()
+def fsck(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Verify every checkpoint and object; list what is damaged and which checkpoints it breaks."""
     repo = open_repo(ctx)
     with spinner("checking session") as progress:
         report = repo.fsck(progress=progress)
+    if as_json:
+        print_json(_fsck_json(repo, report))
+        raise typer.Exit(0 if report.ok else 1)
     console = out()
     console.print(
         f"checked {report.checked_checkpoints} checkpoints and {report.checked_objects} objects; "
@@ -85,10 +111,15 @@ def gc(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be deleted.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Delete old checkpoints (with --keep-last / --newer-than) and every object nothing references."""
+    """Delete old checkpoints (with --keep-last / --newer-than) and every object nothing references.
+
+    Safe while agents and workers run: what they are saving is kept."""
     with spinner("collecting garbage in session") as progress:
         report = open_repo(ctx).gc(keep_last=keep_last, newer_than=newer_than, dry_run=dry_run, progress=progress)
+    if as_json:
+        return print_json(dataclasses.asdict(report))
     verb = "would delete" if report.dry_run else "deleted"
     typer.echo(
         f"{verb} {report.deleted_checkpoints} checkpoints and {report.deleted_objects} objects, "
@@ -113,6 +144,21 @@ def _parse_since(text: str) -> datetime:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is neither an age (30m, 12h, 7d, 2w) nor a date (2026-01-01)") from None
     return when if when.tzinfo else when.astimezone()
+
+
+def _fsck_json(repo: Repository, report: FsckReport) -> dict[str, Any]:
+    broken = {session_id for problem in report.problems for session_id, _ in problem.broken}
+    return {
+        "ok": report.ok,
+        "checked_checkpoints": report.checked_checkpoints,
+        "checked_objects": report.checked_objects,
+        "swept": report.swept,
+        "problems": [
+            {"key": p.key, "reason": p.reason, "broken": [{"session": sid, "seq": seq} for sid, seq in p.broken]}
+            for p in report.problems
+        ],
+        "last_good": {sid: repo.last_good(sid) if repo.exists(sid) else None for sid in sorted(broken)},
+    }
 
 
 def _by_session(broken: list[tuple[str, int]]) -> dict[str, list[int]]:

@@ -68,6 +68,27 @@ def put_artifact(store: Store, name: str, source: Source, media_type: str | None
     return ArtifactRef(name=name, ref=ref, size=size, media_type=media_type)
 
 
+def missing_parts(store: Store, ref: str) -> list[str]:
+    """Keys of an artifact's manifest or chunks that are not in the store ([] when it is whole)."""
+    key = manifest_key(ref)
+    blob = store.get(key)
+    if blob is None:
+        return [key]
+    return [object_key(d) for d, _ in codec.load_sealed(blob, key)["chunks"] if not store.exists(object_key(d))]
+
+
+def require(store: Store, where: str, refs: list[str]) -> None:
+    """Raise ArtifactNotFound unless every artifact in `refs` is stored whole (a save must not reference a gap)."""
+    for ref in refs:
+        missing = missing_parts(store, ref)
+        if missing:
+            raise ArtifactNotFound(
+                f"{where}: state.artifacts references {ref}, but {missing[0]} is not in store {store.url} "
+                "(garbage collected, or never uploaded here); upload the file again with put_artifact, or "
+                "remove it from state.artifacts, then save"
+            )
+
+
 def read_manifest(store: Store, ref: str) -> dict[str, Any]:
     key = manifest_key(ref)
     blob = store.get(key)
@@ -118,3 +139,15 @@ class ArtifactReader(io.RawIOBase):
 def open_artifact(store: Store, ref: str) -> io.BufferedReader:
     """Open an artifact for streaming reads (`with open_artifact(...) as f: f.read(65536)`)."""
     return io.BufferedReader(ArtifactReader(store, ref), buffer_size=1024 * 1024)
+
+
+def artifact_refs(state: Any) -> list[str]:
+    """Artifact references in the state's `artifacts` list (what keeps artifacts alive through gc)."""
+    found = []
+    items = state.get("artifacts") if isinstance(state, dict) else None
+    if isinstance(items, dict):
+        items = list(items.values())
+    for item in items or ():
+        if isinstance(item, dict) and isinstance(item.get("ref"), str):
+            found.append(item["ref"])
+    return sorted(set(found))

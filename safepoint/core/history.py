@@ -24,9 +24,6 @@ discarded record finds the floor above its seq and gets ConflictError, as it wou
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -39,7 +36,6 @@ from ..errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
-    InvalidSessionId,
     NotSerializable,
     SafepointWarning,
     SchemaTooNew,
@@ -47,45 +43,13 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import codec, delta, open_sessions, redact, session_index
+from . import artifacts, codec, delta, gc_guard, open_sessions, redact, session_index
+from .session_ids import MAX_ID_LENGTH, check_session_id, session_segment  # noqa: F401 - re-exported
 from .tree import TreeReader, TreeWriter, size_inline
 
 KEYFRAME_EVERY = 32
 # Deltas since the keyframe may add up to this much before a new keyframe (or the state's size, if larger).
 DELTA_BUDGET = 64 * 1024
-MAX_ID_LENGTH = 200
-
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}")
-
-
-def check_session_id(session_id: object) -> str:
-    """Return the id if it can name a session; raise InvalidSessionId saying why otherwise."""
-    if not isinstance(session_id, str):
-        raise InvalidSessionId(f"session id must be a string, got {type(session_id).__name__}")
-    problem = None
-    if not session_id:
-        problem = "is empty"
-    elif session_id in (".", ".."):
-        problem = "is '.' or '..'"
-    elif len(session_id) > MAX_ID_LENGTH:
-        problem = f"is {len(session_id)} characters long (the limit is {MAX_ID_LENGTH})"
-    elif "/" in session_id or "\\" in session_id:
-        problem = "contains a path separator ('/' or '\\')"
-    elif any(unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029" for ch in session_id):
-        problem = "contains a NUL or another control character"
-    if problem:
-        raise InvalidSessionId(
-            f"session id {session_id[:60]!r} {problem}; use up to {MAX_ID_LENGTH} printable characters "
-            "without '/' or '\\', e.g. 'report-42'"
-        )
-    return session_id
-
-
-def session_segment(session_id: str) -> str:
-    """The key segment for a session: the id itself when it is a plain name, else a hash of it."""
-    if _PLAIN_ID.fullmatch(session_id):
-        return session_id
-    return "~" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
 def _now() -> datetime:
@@ -130,6 +94,8 @@ class Chain:
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
+        self.verified_refs: set[str] = set()  # artifacts known stored, with their chunks, since the last gc
+        self.gc_watch = gc_guard.GcWatch(store)
         self.redactor = redact.policy(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
@@ -389,10 +355,15 @@ class Chain:
                     decoded = codec.loads(snapshot)
             keyframe_seq, chain, spent, size = seq, 0, 0, len(snapshot)
             record["base"] = seq
-        record.update(since=spent, size=size, artifacts=artifact_refs(doc.get("state")))
-        payload, objects = (
-            (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot, decoded)
-        )
+        refs = artifacts.artifact_refs(doc.get("state"))
+        record.update(since=spent, size=size, artifacts=refs)
+        self._check_gc(refs)  # what the commit relies on is chosen after a gc check, committed within its window
+        while True:  # after a slow encode look again: unless a gc ran meanwhile, what was chosen still stands
+            payload, objects = (
+                (codec.dumps(record), {}) if snapshot is None else self._keyframe_payload(record, snapshot, decoded)
+            )
+            if not self.gc_watch.expired() or not self._check_gc(refs):
+                break
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
         self.last_attempt = codec.payload_digest(sealed)
@@ -427,6 +398,14 @@ class Chain:
                 pass  # the commit stands; a worker that finds the entry removes it (see safepoint.core.open_sessions)
         record["_checksum"] = self.last_attempt
         return Saved(to_checkpoint(record, created_at=created_at), base, keyframe_seq, chain, spent, size, snapshot)
+
+    def _check_gc(self, refs: list[str]) -> bool:
+        """Wait out a deleting gc; after one (True), forget which objects were known stored. Verify new artifacts."""
+        if ran := self.gc_watch.check():
+            self.known, self.verified_refs = set(), set()
+        artifacts.require(self.store, f"session {self.id!r}", [ref for ref in refs if ref not in self.verified_refs])
+        self.verified_refs.update(refs)
+        return ran
 
     def _keyframe_payload(
         self, record: dict[str, Any], snapshot: bytes, decoded: Any = None
@@ -564,18 +543,6 @@ def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
             for offset, item in enumerate(op[4]):
                 codec.copy(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
     raise codec.unfaithful(ops, "state")
-
-
-def artifact_refs(state: Any) -> list[str]:
-    """Artifact references in the state's `artifacts` list (what keeps artifacts alive through gc)."""
-    found = []
-    items = state.get("artifacts") if isinstance(state, dict) else None
-    if isinstance(items, dict):
-        items = list(items.values())
-    for item in items or ():
-        if isinstance(item, dict) and isinstance(item.get("ref"), str):
-            found.append(item["ref"])
-    return sorted(set(found))
 
 
 def to_checkpoint(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..errors import CorruptCheckpoint, SafepointError
+from ..errors import CheckpointNotFound, CorruptCheckpoint, SafepointError
 from ..stores.base import Store
-from . import codec
+from . import codec, gc_guard, open_sessions
 from .artifacts import manifest_key
 from .history import Chain, to_checkpoint
 from .tree import TreeReader, child_digests, object_key
@@ -49,8 +50,11 @@ class GcReport:
 def session_ids(store: Store) -> Iterator[tuple[str, str | None]]:
     """(info key, session id) for every session; id None when the info record itself is damaged."""
     for key in store.list("sessions/"):
+        blob = store.get(key)
+        if blob is None:
+            continue  # deleted since the listing
         try:
-            yield key, codec.load_sealed(store.get(key) or b"", key)["id"]
+            yield key, codec.load_sealed(blob, key)["id"]
         except (CorruptCheckpoint, KeyError, TypeError):
             yield key, None
 
@@ -185,15 +189,34 @@ def _checkpoint_damage(
 
 
 def last_good(store: Store, session_id: str) -> int | None:
-    """The newest checkpoint of a session that loads cleanly, or None."""
+    """The newest checkpoint of a session that loads cleanly with every artifact it references, or None."""
     chain = Chain(store, session_id)
+    check = _Verifier(store)
     for seq in reversed(chain.seqs()):
         try:
-            chain.load(seq)
-            return seq
+            record, _doc = chain.load(seq)
         except CorruptCheckpoint:
             continue
+        if not any(check.artifact(ref) for ref in record.get("artifacts", [])):
+            return seq
     return None
+
+
+def delete_session(store: Store, session_id: str, extra_keys: Iterable[str] = ()) -> int:
+    """Delete a session: its checkpoints, packs, hints, index entries and pins (and `extra_keys`), its record
+    last, so an interrupted delete leaves a session that is still listed and can be deleted again. Its objects
+    and artifacts are left for gc, which removes those no other session references. Returns the checkpoints
+    deleted."""
+    chain = Chain(store, session_id)
+    seqs = chain.seqs()
+    for key in sorted(store.list(chain.prefix), reverse=True) + store.list(chain.pack_prefix):
+        store.delete(key)
+    for key in [chain.head_key, chain.floor_key, open_sessions.key(chain.segment), gc_guard.pin_key(chain.segment)]:
+        store.delete(key)
+    for key in extra_keys:
+        store.delete(key)
+    store.delete(chain.info_key)
+    return len(seqs)
 
 
 def gc(
@@ -203,47 +226,98 @@ def gc(
     newer_than: datetime | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    settle: float = gc_guard.SETTLE,
 ) -> GcReport:
-    """Apply retention (if asked), then delete objects and artifacts no remaining checkpoint references.
+    """Apply retention (if asked), then delete objects and artifacts nothing references. Safe beside live writers.
 
     Retention keeps, per session, the last `keep_last` checkpoints and/or those created at or after
     `newer_than` (a checkpoint is kept if either rule keeps it), the head always, and any older checkpoints
-    their deltas are built on. Run it while no writer is saving: objects of a save still in flight are not
-    yet referenced by any commit.
+    their deltas are built on. Writers go on saving meanwhile: objects younger than gc's listing, objects of
+    commits made while it ran, and artifacts pinned by sessions that have not saved them yet are kept (see
+    safepoint.core.gc_guard). `settle` is how long gc waits after announcing that it deletes.
     """
     if keep_last is not None and keep_last < 1:
         raise SafepointError(f"keep_last must be at least 1, got {keep_last}")
-    deleted_checkpoints = 0
+    if settle < gc_guard.WINDOW * 2:
+        raise SafepointError(f"settle must be at least {gc_guard.WINDOW * 2} s (writers trust a check that long)")
+    # Listed first: an object written after this is younger than the run, and never deleted by it.
+    candidates = store.list("artifacts/") + store.list("objects/")
     live: set[str] = set()
-    for _info_key, session_id in session_ids(store):
+    heads: dict[str, int] = {}
+    deleted_checkpoints, freed = 0, 0
+    for info_key, session_id in session_ids(store):
         if session_id is None:
-            raise CorruptCheckpoint(_info_key, "session record is damaged; run `safepoint fsck` before gc")
+            raise CorruptCheckpoint(info_key, "session record is damaged; run `safepoint fsck` before gc")
         if progress:
             progress(session_id)
         chain = Chain(store, session_id)
         if not dry_run:
             for first, last, _ in chain.packs():
                 chain.finish_pack(first, last)  # after a crash in the middle of packing
-        seqs = chain.seqs()
-        records = {seq: chain.record(seq) for seq in seqs}
+        records = _records(chain)
         drop = _retention(records, keep_last, newer_than)
+        freed += sum(records[seq]["_size"] for seq in drop)
         if not dry_run:
             chain.delete_records(drop)
         deleted_checkpoints += len(drop)
+        heads[session_id] = max(records, default=0)
         for seq, record in records.items():
             if seq not in drop:
                 mark_live(store, record, live)
-    deleted, freed, kept = 0, 0, 0
-    for key in store.list("objects/") + store.list("artifacts/"):
-        if key in live:
-            kept += 1
-            continue
-        blob = store.get(key)
-        freed += len(blob or b"")
-        deleted += 1
-        if not dry_run:
-            store.delete(key)
+    garbage = [key for key in candidates if key not in live]
+    if dry_run or not garbage:
+        freed += sum(len(store.get(key) or b"") for key in garbage)
+        return GcReport(deleted_checkpoints, len(garbage), freed, len(candidates) - len(garbage), dry_run)
+    mark, blob = gc_guard.begin_deleting(store)
+    try:
+        time.sleep(settle)  # commits of writers that checked before the announcement land meanwhile
+        _mark_changes(store, heads, live)
+        for ref in gc_guard.pinned(store):
+            mark_artifact(store, ref, live)
+        deleted = 0
+        # Manifests before chunks: a manifest that is still there always has all its chunks.
+        kept = len(candidates) - len(garbage)
+        for key in garbage:
+            if key in live:
+                kept += 1
+                continue
+            size = len(store.get(key) or b"")
+            if store.delete(key):
+                freed += size
+                deleted += 1
+    finally:
+        gc_guard.end_deleting(store, mark, blob)
     return GcReport(deleted_checkpoints, deleted, freed, kept, dry_run)
+
+
+def _records(chain: Chain) -> dict[int, dict]:
+    """Every record of a session by seq, each with `_size`: the bytes it takes (a packed record: its share)."""
+    records = {}
+    for seq in chain.seqs():
+        key, payload, _ = chain.record_payload(seq)
+        record = codec.parse(payload, key)
+        record["_size"] = len(payload)
+        records[seq] = record
+    return records
+
+
+def _mark_changes(store: Store, heads: dict[str, int], live: set[str]) -> None:
+    """Mark what sessions committed since the first pass (new sessions, heads that moved)."""
+    for info_key, session_id in session_ids(store):
+        if session_id is None:
+            raise CorruptCheckpoint(info_key, "session record is damaged; run `safepoint fsck` before gc")
+        chain = Chain(store, session_id)
+        before = heads.get(session_id)
+        head = chain.head_seq()
+        if head == before:
+            continue
+        seqs = chain.seqs()
+        fresh = [s for s in seqs if s > before] if before is not None and head > before else seqs
+        for seq in fresh:
+            try:
+                mark_live(store, chain.record(seq), live)
+            except CheckpointNotFound:
+                continue  # deleted meanwhile (retention or a session delete): it keeps nothing alive
 
 
 def _retention(records: dict[int, dict], keep_last: int | None, newer_than: datetime | None) -> set[int]:
@@ -271,9 +345,17 @@ def mark_live(store: Store, record: dict, live: set[str]) -> None:
                 live.add(key)
                 pending.extend(child_digests(reader.fetch(digest)))
     for ref in record.get("artifacts", []):
+        mark_artifact(store, ref, live)
+
+
+def mark_artifact(store: Store, ref: str, live: set[str]) -> None:
+    """Add an artifact's manifest and chunk keys to `live`."""
+    try:
         key = manifest_key(ref)
-        blob = store.get(key)
-        if key in live or blob is None:
-            continue
-        live.add(key)
-        live.update(object_key(digest) for digest, _ in codec.load_sealed(blob, key)["chunks"])
+    except SafepointError:
+        return  # not a reference: nothing to keep
+    blob = store.get(key)
+    if key in live or blob is None:
+        return
+    live.add(key)
+    live.update(object_key(digest) for digest, _ in codec.load_sealed(blob, key)["chunks"])

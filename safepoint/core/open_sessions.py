@@ -1,6 +1,6 @@
 """The index of open sessions: the ones a worker may have to pick up, so that it need not read every session.
 
-A session is open until its head is completed or failed. The key `open/<segment>` (its value the session id)
+A session is open until its head is completed, failed or cancelled. The key `open/<segment>` (its value the session id)
 exists for every open session, and a worker lists that prefix: a pass costs what is open, not everything the
 store ever ran.
 
@@ -26,7 +26,7 @@ PREFIX = "open/"
 #: Present once every open session of the store has its entry.
 COMPLETE = "open-index"
 #: Statuses that close a session.
-CLOSED = frozenset({Status.COMPLETED, Status.FAILED})
+CLOSED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 def key(segment: str) -> str:

@@ -38,6 +38,17 @@ def waiting_for(runtime: dict[str, Any]) -> list[str]:
     return sorted(name for name, r in (runtime.get("inputs") or {}).items() if "answer" not in r)
 
 
+def questions(runtime: dict[str, Any]) -> dict[str, str]:
+    """The prompt of each question still waiting for an answer, by name."""
+    return {name: str(r.get("prompt", "")) for name, r in (runtime.get("inputs") or {}).items() if "answer" not in r}
+
+
+def failure(runtime: dict[str, Any]) -> dict[str, Any] | None:
+    """How the run failed, when it did: {"step", "error", "attempts", "at"} (step and attempts when a step failed)."""
+    error = runtime.get("error")
+    return dict(error) if isinstance(error, dict) else None
+
+
 def in_doubt(runtime: dict[str, Any]) -> list[str]:
     """Keys of effects started but never recorded as done: the process stopped mid-call."""
     return sorted(key for key, r in (runtime.get("effects") or {}).items() if r.get("status") == "intent")

@@ -10,6 +10,7 @@ On a store with notifications (PostgreSQL's LISTEN/NOTIFY) the answer also wakes
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import jsonschema
@@ -17,8 +18,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from ..core import codec
 from ..core.history import Chain
-from ..errors import InvalidAnswer, SafepointError, Suspended
+from ..errors import InvalidAnswer, SafepointError
 from ..model import Status
+from . import timers
 from .context import RunContext
 from .steps import now
 from .wake import wake
@@ -33,18 +35,24 @@ def json_schema(schema: Any) -> dict[str, Any] | None:
     return TypeAdapter(schema).json_schema()
 
 
-def wait_for(session: RunContext, name: str, prompt: str, schema: Any = None) -> Any:
+def wait_for(
+    session: RunContext, name: str, prompt: str, schema: Any = None, timeout: float | None = None, default: Any = None
+) -> Any:
     inputs = session.runtime.setdefault("inputs", {})
     request = inputs.get(name)
+    if request is not None and "answer" not in request and timers.overdue(request):
+        request.update(answer=default, answered_at=now(), by="timeout")  # nobody answered in time
     if request is not None and "answer" in request:
         answer = request["answer"]
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
+        if isinstance(schema, type) and issubclass(schema, BaseModel) and request.get("by") != "timeout":
             return schema.model_validate(answer)
         return answer
-    inputs[name] = {"prompt": prompt, "schema": json_schema(schema), "asked_at": now()}
+    if request is None:  # asked again by a resume that found no answer: the same request, nothing new to save
+        request = inputs[name] = {"prompt": prompt, "schema": json_schema(schema), "asked_at": now()}
+        if timeout is not None:
+            request["deadline"] = (timers.now() + timedelta(seconds=max(0.0, timeout))).isoformat()
     session.runtime["ready"] = False
-    session.save(step=f"waiting for {name}", status=Status.WAITING, ready=False)
-    raise Suspended(session.id, name, prompt)
+    timers.suspend(session, f"waiting for {name}", prompt, name)
 
 
 def pending(runtime: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -87,7 +95,13 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
         step=f"answered {name}",
         status=Status(record["status"]),
         schema_version=record.get("schema_version", 1),
-        meta={"answer": name, "by": by, "ready": runtime["ready"], "schema": record.get("meta", {}).get("schema")},
+        meta={
+            "answer": name,
+            "by": by,
+            "ready": runtime["ready"],
+            "schema": record.get("meta", {}).get("schema"),
+            **({"wake_at": record["meta"]["wake_at"]} if record.get("meta", {}).get("wake_at") else {}),
+        },
         previous=None,
     )
     if runtime["ready"]:

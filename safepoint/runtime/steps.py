@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib
 import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from ..core import codec
 from ..errors import Interrupted, NotSerializable, StepFailed
@@ -80,7 +83,7 @@ def run_step(
     record = steps.get(name)
     if record is not None and record.get("status") == "done":
         _count_replay(session, record)
-        return record["output"]
+        return _typed(record)
     if shutdown_requested.is_set():
         raise Interrupted(f"session {session.id!r}: shutdown requested; stopped before step {name!r}, all saved")
     policy = retry or session.retry or NO_RETRY
@@ -113,6 +116,8 @@ def run_step(
         steps.pop(name, None)
         raise
     steps[name] = {"status": "done", "output": output, "attempts": previous_attempts + attempts, "at": now()}
+    if isinstance(result, BaseModel):  # given back as the same model on replay, not as a dict
+        steps[name]["model"] = f"{type(result).__module__}:{type(result).__qualname__}"
     if usage:
         steps[name]["usage"] = usage
     totals = session.runtime.setdefault("usage", {})
@@ -120,7 +125,23 @@ def run_step(
     session.runtime.pop("error", None)
     if session.save_steps:
         session.save(step=name)
-    return output
+    return _typed(steps[name])
+
+
+def _typed(record: dict[str, Any]) -> Any:
+    """A step's recorded output, as the pydantic model it was returned as when that class can be imported."""
+    name = record.get("model")
+    if name:
+        module, _, qualname = name.partition(":")
+        try:
+            target: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            return record["output"]  # the class is gone: the data is still there
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            return target.model_validate(codec.loads(codec.dumps(record["output"])))  # a copy: the record stays
+    return record["output"]
 
 
 def _count_replay(session: RunContext, record: dict[str, Any]) -> None:
