@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from ...core.listing import SessionFilter
 
-STATUSES = ["running", "waiting", "paused", "failed", "completed", "new"]
+STATUSES = ["running", "waiting", "paused", "failed", "completed", "cancelled", "new"]
 
 
 def sessions(request: Request) -> Response:
