@@ -131,3 +131,20 @@ def test_an_edit_that_breaks_the_schema_says_to_correct_it_not_to_migrate(store:
         assert "correct that value and try again" in str(caught.value)
         assert "migration" not in str(caught.value)
         assert [c.seq for c in repo.history("e1")] == [1]
+
+
+def test_resolve_fail_and_retry_print_json(store: str) -> None:
+    repo = sp.open(store)
+    with repo.session("d1") as s:
+        s.runtime["effects"] = {"email:1": {"status": "intent", "at": "2026-01-01T00:00:00+00:00"}}
+        s.save(step="effect email:1: intent")
+    resolved = invoke(store, "resolve", "d1", "email:1", "done", "--result", '{"id": 7}', "--json")
+    assert resolved.exit_code == 0, resolved.output
+    assert json.loads(resolved.stdout) == {"session": "d1", "effect": "email:1", "outcome": "done", "seq": 2}
+    assert repo.summary("d1").in_doubt == []
+    failed = invoke(store, "fail", "d1", "--reason", "given up", "--json")
+    assert json.loads(failed.stdout) == {"session": "d1", "status": "failed", "seq": 3}
+    assert repo.info("d1").status == sp.Status.FAILED
+    retried = invoke(store, "retry", "d1", "--json")
+    assert json.loads(retried.stdout) == {"session": "d1", "status": "running", "seq": 4}
+    assert repo.info("d1").status == sp.Status.RUNNING

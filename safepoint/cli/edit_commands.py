@@ -127,6 +127,7 @@ def resolve(
     result: Annotated[
         str | None, typer.Option("--result", metavar="JSON", help="With done: the result the call had.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Settle an effect in doubt (started, never recorded as done): it happened (with its result), or run it again."""
     repo = open_repo(ctx)
@@ -137,6 +138,8 @@ def resolve(
         except ValueError as exc:
             fail(f"--result is not valid JSON ({exc}); nothing was changed")
     checkpoint = repo.resolve_effect(session_id, key, outcome, value, by="cli")
+    if as_json:
+        return print_json({"session": session_id, "effect": key, "outcome": outcome, "seq": checkpoint.seq})
     typer.echo(f"session {session_id}: effect {key!r} resolved as {outcome} at seq {checkpoint.seq}")
 
 
@@ -145,14 +148,19 @@ def fail_(
     ctx: typer.Context,
     session_id: SessionArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded as the session's error).")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Mark a session failed by hand (an audited checkpoint); workers leave it alone until `safepoint retry`."""
     checkpoint = open_repo(ctx).mark_failed(session_id, reason, by="cli")
+    if as_json:
+        return print_json({"session": session_id, "status": "failed", "seq": checkpoint.seq})
     typer.echo(f"session {session_id}: marked failed at seq {checkpoint.seq}")
 
 
 @command()
-def retry(ctx: typer.Context, session_id: SessionArg) -> None:
+def retry(ctx: typer.Context, session_id: SessionArg, as_json: JsonFlag = False) -> None:
     """Make a failed session runnable again: a worker (or `safepoint resume`) re-runs the step that failed."""
     checkpoint = open_repo(ctx).retry(session_id, by="cli")
+    if as_json:
+        return print_json({"session": session_id, "status": "running", "seq": checkpoint.seq})
     typer.echo(f"session {session_id}: running again from seq {checkpoint.seq}; a worker or `safepoint resume` runs it")
