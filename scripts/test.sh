@@ -33,4 +33,6 @@ python3 -m venv .venv
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q -e '.[test]'
 python -m ruff check .
-python -m pytest -q -p no:cacheprovider "$@"
+# One pytest worker per core (pytest-xdist), a test file per worker at a time: the suite is mostly waiting on
+# fsync, subprocesses and servers, and a file's tests share their module fixtures.
+python -m pytest -q -p no:cacheprovider -n "${SAFEPOINT_TEST_WORKERS:-auto}" --dist loadfile "$@"
