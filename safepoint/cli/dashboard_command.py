@@ -16,6 +16,10 @@ def dashboard(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    mcp: Annotated[
+        bool,
+        typer.Option("--mcp", help="Also serve the MCP server at /mcp (same store, token and --read-only)."),
+    ] = False,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Show everything, change nothing: no action exists.")
     ] = False,
@@ -54,7 +58,21 @@ def dashboard(
         host=host, port=port, read_only=read_only, token=token_from_env(token), policy=policy, poll=poll
     )
     repo = open_repo(ctx)
-    app = create_app(settings, repo=repo)  # refuses a non-loopback host without a token, before listening
+    mounts = {}
+    if mcp:
+        try:
+            from ..dashboard import MCP_PATH
+            from ..mcp import http_app
+        except ImportError as exc:
+            raise SafepointError(
+                f"--mcp needs the mcp extra ({exc.name} is missing): pip install 'safepoint[mcp]'"
+            ) from None
+        mounts[MCP_PATH] = http_app(repo, path="/", token=settings.token, read_only=read_only, host=host)
+    app = create_app(settings, repo=repo, mounts=mounts)  # refuses a non-loopback host without a token, first
     shown = f"[{host}]" if ":" in host else host
-    note(f"safepoint dashboard on http://{shown}:{port}/ for {repo.url}" + (" (read-only)" if read_only else ""))
+    note(
+        f"safepoint dashboard on http://{shown}:{port}/ for {repo.url}"
+        + (" (read-only)" if read_only else "")
+        + (f"; MCP at http://{shown}:{port}/mcp" if mcp else "")
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -103,10 +103,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            dash.feed.close()
+        async with contextlib.AsyncExitStack() as stack:
+            for mounted in (mounts or {}).values():
+                manager = getattr(mounted, "session_manager", None)  # the MCP app: a mounted app's lifespan never runs
+                if manager is not None:
+                    await stack.enter_async_context(manager.run())
+            try:
+                yield
+            finally:
+                dash.feed.close()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         message = str(exc) if isinstance(exc, SessionNotFound) else "no such page"
