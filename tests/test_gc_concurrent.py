@@ -61,7 +61,11 @@ def agent_loop(url: str, who: int, deadline: float, errors: list[BaseException],
                     completed.append(s.id)
                 # else: left running, as by a crash: the worker finishes it
             if len(completed) > 1:
-                repo.delete(completed.pop(0))  # what only it referenced is garbage now
+                try:
+                    repo.delete(completed[0])  # what only it referenced is garbage now
+                    completed.pop(0)
+                except sp.SessionBusy:
+                    pass  # a worker pass is looking at it (it holds the lease for that): delete it next time
     except BaseException as exc:  # noqa: BLE001 - reported by the test
         errors.append(exc)
     finally:
