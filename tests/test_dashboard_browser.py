@@ -11,9 +11,8 @@ whose worker is SIGSTOPped shows up as stuck in the attention list. No page logs
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import shutil
 import signal
 import socket
