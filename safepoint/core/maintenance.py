@@ -294,7 +294,10 @@ def _records(chain: Chain) -> dict[int, dict]:
     """Every record of a session by seq, each with `_size`: the bytes it takes (a packed record: its share)."""
     records = {}
     for seq in chain.seqs():
-        key, payload, _ = chain.record_payload(seq)
+        try:
+            key, payload, _ = chain.record_payload(seq)
+        except CheckpointNotFound:
+            continue  # deleted since the listing (retention or a session delete): it keeps nothing alive
         record = codec.parse(payload, key)
         record["_size"] = len(payload)
         records[seq] = record
