@@ -200,6 +200,31 @@ def test_diff_two_checkpoints(world: dict, page) -> None:  # type: ignore[no-unt
     expect(page.locator("#diff")).to_contain_text("from seq 1 to seq 2")
 
 
+def test_a_live_refresh_never_replaces_what_a_person_typed(world: dict, page) -> None:  # type: ignore[no-untyped-def]
+    """A refresh asked for before the person typed, answered after: the typed text stays, the swap waits."""
+    held: list = []
+    page.route("**/sessions/waiting/live", lambda route: held.append(route))  # held until released
+    page.goto(world["base"] + "/sessions/waiting")
+    page.evaluate(
+        "window.__answered = 0;"
+        "document.body.addEventListener('htmx:afterRequest', () => { window.__answered += 1; });"
+        "htmx.trigger(document.body, 'sp:change');"
+    )
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the live region asked for no refresh"
+    reason = page.locator("#fail-form input[name=reason]")
+    reason.fill("the customer withdrew")
+    page.locator("#head h2").click()  # the field loses the focus; what it holds is still unsent
+    answered = len(held)
+    for route in held:
+        route.continue_()
+    page.wait_for_function(f"window.__answered >= {answered}")
+    assert reason.input_value() == "the customer withdrew"
+    assert world["repo"].info("waiting").status is sp.Status.WAITING
+
+
 def test_resolve_an_effect_in_doubt(world: dict, page) -> None:  # type: ignore[no-untyped-def]
     expect = sync_api.expect
     page.goto(world["base"] + "/")

@@ -7,9 +7,36 @@
   var timer = null;
   var missed = false;
 
+  function edited(field) {
+    if (field.type === "hidden" || field.type === "submit") return false;
+    if (field.tagName === "SELECT") {
+      if (field.multiple) {
+        for (var i = 0; i < field.options.length; i++) {
+          if (field.options[i].selected !== field.options[i].defaultSelected) return true;
+        }
+        return false;
+      }
+      // A single select with no option marked selected shows its first one.
+      var shown = 0;
+      for (var j = 0; j < field.options.length; j++) {
+        if (field.options[j].defaultSelected) { shown = j; break; }
+      }
+      return field.selectedIndex !== shown;
+    }
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    return field.value !== field.defaultValue;
+  }
+
+  // A region is being edited while a field in it has the focus or holds what the person changed and has not sent.
   function typing(region) {
+    if (!region) return false;
     var el = document.activeElement;
-    return region && el && region.contains(el) && /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName);
+    if (el && region.contains(el) && /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName)) return true;
+    var fields = region.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      if (edited(fields[i])) return true;
+    }
+    return false;
   }
 
   function refresh() {
@@ -21,6 +48,13 @@
   document.body.addEventListener("htmx:beforeRequest", function (event) {
     if (typing(event.detail.target)) {
       event.preventDefault();
+      missed = true;
+    }
+  });
+  // A refresh sent before the person started typing must not land on top of what they typed since.
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    if (typing(event.detail.target)) {
+      event.detail.shouldSwap = false;
       missed = true;
     }
   });
