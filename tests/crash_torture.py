@@ -35,13 +35,28 @@ def _saver(url: str, session_id: str, ack_fd: int) -> None:
             os.write(ack_fd, f"{checkpoint.seq}\n".encode())
 
 
-def run_and_kill(
-    url: str, session_id: str, rng: random.Random, max_delay: float, *, after_resume: bool = False
-) -> list[int]:
-    """Fork a saver, SIGKILL it after up to `max_delay` seconds; return the seqs it acknowledged.
+def _read_until(read_fd: int, chunks: list[bytes], done: Callable[[bytes], bool], give_up: float) -> None:
+    """Collect the child's reports until `done(everything so far)` or the child is gone or `give_up` passes."""
+    while not done(b"".join(chunks)) and time.monotonic() < give_up:
+        ready, _, _ = select.select([read_fd], [], [], 1.0)
+        if ready:
+            data = os.read(read_fd, 65536)
+            if not data:
+                return  # the child died on its own; the checks after the kill will say why
+            chunks.append(data)
 
-    With `after_resume` the delay starts when the child has opened the store and resumed the session, for
-    stores whose client takes longer to start (botocore loads its service model) than the delay itself.
+
+def _acks(reported: bytes) -> int:
+    return sum(1 for line in reported.split(b"\n")[:-1] if line and not line.startswith(b"resumed"))
+
+
+def run_and_kill(url: str, session_id: str, rng: random.Random, max_delay: float, *, acks_first: int = 0) -> list[int]:
+    """Fork a saver and SIGKILL it; return the seqs it acknowledged.
+
+    With `acks_first` 0 the kill lands up to `max_delay` seconds after the fork: while the child opens the store,
+    resumes, or saves. Otherwise the delay starts once the child has acknowledged `acks_first` saves since it
+    resumed, so that kills land in the middle of the save loop however slowly a loaded machine runs the child
+    (a store client that takes long to start, or a busy CPU, would otherwise get killed before its first save).
     """
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -52,16 +67,9 @@ def run_and_kill(
         finally:
             os._exit(1)
     os.close(write_fd)
-    chunks = []
-    if after_resume:
-        give_up = time.monotonic() + 60
-        while b"resumed" not in b"".join(chunks) and time.monotonic() < give_up:
-            ready, _, _ = select.select([read_fd], [], [], 1.0)
-            if ready:
-                data = os.read(read_fd, 65536)
-                if not data:
-                    break  # the child died on its own; the checks below will say why
-                chunks.append(data)
+    chunks: list[bytes] = []
+    if acks_first:
+        _read_until(read_fd, chunks, lambda got: b"resumed" in got and _acks(got) >= acks_first, time.monotonic() + 60)
     deadline = time.monotonic() + rng.uniform(0.0, max_delay)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
@@ -88,7 +96,8 @@ def torture(
     after_resume: bool = False,
 ) -> int:
     """Kill a saver `kills` times; a new store (`fresh_url(kill)`) every `kills_per_store` kills keeps fsck
-    cheap. `check(url)` adds backend checks after each kill. Returns how many saves were acknowledged."""
+    cheap. With `after_resume` no kill lands before the child has resumed (for slow-starting store
+    clients). `check(url)` adds backend checks after each kill. Returns how many saves were acknowledged."""
     rng = random.Random(seed)
     acknowledged_total = 0
     url = ""
@@ -97,7 +106,9 @@ def torture(
         if kill % kills_per_store == 0:
             url = fresh_url(kill)
             last_acked = 0
-        acked = run_and_kill(url, SESSION, rng, max_delay, after_resume=after_resume)
+        # One kill in five lands anywhere from the fork on (opening, resuming); the rest after 1-3 saves.
+        early = not after_resume and rng.random() < 0.2
+        acked = run_and_kill(url, SESSION, rng, max_delay, acks_first=0 if early else rng.randint(1, 3))
         if acked:
             assert acked == list(range(acked[0], acked[-1] + 1))
             # Never a seq acknowledged twice. The first may lie beyond the head the parent saw: on a server, the
