@@ -61,6 +61,23 @@ class CorruptCheckpoint(SafepointError):
         )
 
 
+class ArtifactMismatch(CorruptCheckpoint):
+    """An artifact's manifest or content does not hash to the name it is stored under (`artifacts/<sha256>`).
+
+    Either the store is damaged or someone wrote another file's manifest under this name (a hostile bundle, a
+    shared store): the bytes are never handed out as the artifact."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        SafepointError.__init__(
+            self,
+            f"artifact {key} does not match its name: {reason}; the store is damaged or was given this artifact "
+            "by a hostile bundle or writer, so it is not read; run `safepoint fsck`, then store the file again "
+            "with put_artifact (which replaces a mismatched manifest)",
+        )
+
+
 class EncryptionKeyError(SafepointError):
     """An encrypted store opened without its key or with another one, or a key that cannot be used."""
 
@@ -125,6 +142,12 @@ class Suspended(SafepointError):
             f"session {session_id!r} is waiting for {name!r}: {prompt}; answer with "
             f"`safepoint send {session_id} {name} VALUE`, then `safepoint resume {session_id}`"
         )
+
+
+class AgentNotRegistered(SafepointError):
+    """A session names an agent that this process has not registered (`@safepoint.agent` in a module it imported).
+
+    Stored data never chooses code to run: the `module:function` a session records is only shown as a hint."""
 
 
 class StepFailed(SafepointError):
