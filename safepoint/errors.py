@@ -150,6 +150,20 @@ class AgentNotRegistered(SafepointError):
     Stored data never chooses code to run: the `module:function` a session records is only shown as a hint."""
 
 
+class UntrustedType(SafepointError):
+    """A stored value names a Python type or callable outside the allow-list of what may be rebuilt on load.
+
+    Nothing is imported or called: a store or a bundle may come from someone else (see docs/security.md)."""
+
+    def __init__(self, named: str, how: str) -> None:
+        self.named = named
+        super().__init__(
+            f"refused to load a stored value naming {named}: it is not on the list of types this process may "
+            f"rebuild, and loading it would import and call it (the store is damaged, or was written by a "
+            f"program or bundle you do not trust); {how}"
+        )
+
+
 class StepFailed(SafepointError):
     """A durable step failed for good (a permanent error, or transient ones beyond the retry limit)."""
 
