@@ -107,6 +107,7 @@ def test_find_agent_never_imports_the_recorded_entry_point(workdir: Path, monkey
 def test_a_worker_runs_registered_agents_only_and_logs_the_rest(workdir: Path) -> None:
     repo = sp.open(workdir / "store")
     plant_session(repo, "foreign", "evil")
+    plant_session(repo, "foreign-too", "evil")
     # A registered agent whose recorded step names a class in `evil`: the replay must not import it either.
     plant_session(
         repo, "replayed", "good", steps={"one": {"status": "done", "output": {"x": 1}, "model": "evil:Model"}}
@@ -114,11 +115,13 @@ def test_a_worker_runs_registered_agents_only_and_logs_the_rest(workdir: Path) -
     done = cli(workdir, "worker", "--agents", "good_agents", "--poll", "0.1", "--for", "3")
     assert done.returncode == 0, done.stderr
     assert not marker(workdir).exists(), "the worker imported a module named by stored data"
-    skipped = [line for line in done.stderr.splitlines() if "skipping foreign" in line]
-    assert len(skipped) == 1 and "no agent named 'evil' is registered" in skipped[0], done.stderr
+    skipped = [line for line in done.stderr.splitlines() if "skipping" in line]
+    assert len(skipped) == 1, done.stderr  # once per agent name, not per session and pass
+    assert "session of agent 'evil'" in skipped[0] and "no agent named 'evil' is registered" in skipped[0]
     assert repo.load("replayed").status == sp.Status.COMPLETED
     assert repo.load("replayed").runtime["result"] == {"x": 1}  # the recorded output, as data
-    assert repo.load("foreign").status == sp.Status.RUNNING and repo.load("foreign").step == "queued"
+    for session_id in ("foreign", "foreign-too"):
+        assert repo.load(session_id).status == sp.Status.RUNNING and repo.load(session_id).step == "queued"
 
 
 def test_an_edit_does_not_import_the_schema_module_a_checkpoint_names(workdir: Path) -> None:

@@ -92,7 +92,7 @@ class Worker:
         #: time.monotonic() after which `run` stops (serve's `until`), whenever its stop() fires
         self.deadline: float | None = None
         self._running: set[str] = set()
-        self._refused: set[str] = set()  # sessions whose agent is not registered here, reported once
+        self._refused: set[str | None] = set()  # agent names not registered here, each reported once
         self._lock = threading.Lock()
 
     def candidates(self) -> list[tuple[str, str]]:
@@ -124,9 +124,12 @@ class Worker:
             if reason and session_id not in self._running:
                 if info.agent in self.agents:
                     found.append((session_id, reason))
-                elif session_id not in self._refused:  # said once per session, not at every pass
-                    self._refused.add(session_id)
-                    self.log(f"skipping {session_id} ({reason}): {_unregistered(info.agent, self.agents)}")
+                elif info.agent not in self._refused:  # said once per agent name, not at every pass
+                    self._refused.add(info.agent)
+                    self.log(
+                        f"skipping {session_id} ({reason}) and any other session of agent {info.agent!r}: "
+                        + _unregistered(info.agent, self.agents)
+                    )
         if listed is None:
             open_sessions.complete(store, still_open)
         return found
