@@ -61,6 +61,23 @@ class CorruptCheckpoint(SafepointError):
         )
 
 
+class ArtifactMismatch(CorruptCheckpoint):
+    """An artifact's manifest or content does not hash to the name it is stored under (`artifacts/<sha256>`).
+
+    Either the store is damaged or someone wrote another file's manifest under this name (a hostile bundle, a
+    shared store): the bytes are never handed out as the artifact."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        SafepointError.__init__(
+            self,
+            f"artifact {key} does not match its name: {reason}; the store is damaged or was given this artifact "
+            "by a hostile bundle or writer, so it is not read; run `safepoint fsck`, then store the file again "
+            "with put_artifact (which replaces a mismatched manifest)",
+        )
+
+
 class EncryptionKeyError(SafepointError):
     """An encrypted store opened without its key or with another one, or a key that cannot be used."""
 
@@ -124,6 +141,26 @@ class Suspended(SafepointError):
         super().__init__(
             f"session {session_id!r} is waiting for {name!r}: {prompt}; answer with "
             f"`safepoint send {session_id} {name} VALUE`, then `safepoint resume {session_id}`"
+        )
+
+
+class AgentNotRegistered(SafepointError):
+    """A session names an agent that this process has not registered (`@safepoint.agent` in a module it imported).
+
+    Stored data never chooses code to run: the `module:function` a session records is only shown as a hint."""
+
+
+class UntrustedType(SafepointError):
+    """A stored value names a Python type or callable outside the allow-list of what may be rebuilt on load.
+
+    Nothing is imported or called: a store or a bundle may come from someone else (see docs/security.md)."""
+
+    def __init__(self, named: str, how: str) -> None:
+        self.named = named
+        super().__init__(
+            f"refused to load a stored value naming {named}: it is not on the list of types this process may "
+            f"rebuild, and loading it would import and call it (the store is damaged, or was written by a "
+            f"program or bundle you do not trust); {how}"
         )
 
 

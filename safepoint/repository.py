@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -15,6 +14,7 @@ from pydantic import BaseModel
 
 from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
+from .core.loaded import loaded
 from .core.migrations import Migrations
 from .core.paths import assign
 from .core.redact import Redactor
@@ -590,8 +590,5 @@ def _import_schema(name: str | None) -> type[BaseModel] | None:
     if not name or name == "dict":
         return None
     module, _, attr = name.rpartition(".")
-    try:
-        schema = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError):
-        return None
+    schema = loaded(module, attr)  # never imported: the name is stored data (see safepoint.core.loaded)
     return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import codec
-from ..errors import ConfigDrift, Interrupted, SafepointError, StepFailed, Suspended
+from ..errors import AgentNotRegistered, ConfigDrift, Interrupted, StepFailed, Suspended
 from ..model import AgentState, Status
 from ..runtime.steps import now
 
@@ -73,23 +73,22 @@ def agent_name(fn: Agent) -> str:
     return getattr(fn, "__safepoint_agent__", None) or fn.__name__
 
 
-def find_agent(name: str | None, entrypoint: str | None = None) -> Agent:
-    """A registered agent by name, else the recorded `module:function` entry point."""
-    if name and name in AGENTS:
-        return AGENTS[name]
-    if entrypoint:
-        module, _, attr = entrypoint.partition(":")
-        try:
-            target: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
-            raise SafepointError(
-                f"cannot load agent {name!r} from {entrypoint!r} ({exc}); pass --agents MODULE that registers it"
-            ) from None
-        return target
-    known = ", ".join(sorted(AGENTS)) or "none"
-    raise SafepointError(f"no agent named {name!r} is registered (registered: {known}); pass --agents MODULE")
+def find_agent(name: str | None, entrypoint: str | None = None, agents: dict[str, Agent] | None = None) -> Agent:
+    """The agent registered (in `agents`, default every `@agent` of this process) under `name`.
+
+    `entrypoint`, the `module:function` a session recorded, is never imported: a store or a bundle is data, and
+    may come from someone else. It only tells the user which module to pass to `--agents`."""
+    registry = AGENTS if agents is None else agents
+    if name and name in registry:
+        return registry[name]
+    known = ", ".join(sorted(registry)) or "none"
+    module = entrypoint.partition(":")[0] if isinstance(entrypoint, str) else ""
+    hint = f" (the session records entry point {entrypoint!r}: if that is your code, pass --agents {module})"
+    raise AgentNotRegistered(
+        f"no agent named {name!r} is registered in this process (registered: {known}); only agents registered "
+        f"with @safepoint.agent in modules you import (--agents MODULE) run, never code a session names"
+        + (hint if module else "")
+    )
 
 
 @dataclass

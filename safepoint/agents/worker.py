@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import open_sessions
 from ..core.history import session_segment
-from ..errors import SafepointError, SessionBusy, SessionNotFound, StorageError
+from ..errors import AgentNotRegistered, SafepointError, SessionBusy, SessionNotFound, StorageError
 from ..model import SessionInfo, Status
 from ..runtime import timers
 from ..runtime.leases import DEFAULT_TTL, Lease, LeaseInfo, read_lease
 from ..runtime.steps import shutdown_requested
 from ..runtime.wake import WAKE_CHANNEL
 from ..stores.base import Listener
-from .runner import AGENTS, Agent, RunResult, run
+from .runner import AGENTS, Agent, RunResult, find_agent, run
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -57,8 +57,19 @@ def resumable(
     return None
 
 
+def _unregistered(name: str | None, agents: dict[str, Agent]) -> str:
+    try:
+        find_agent(name, agents=agents)
+    except AgentNotRegistered as exc:
+        return str(exc)
+    return f"agent {name!r} is registered"  # pragma: no cover - only called for names not in `agents`
+
+
 class Worker:
-    """Resume ready and crashed sessions with their agents. `run()` loops; `run_once()` makes one pass."""
+    """Resume ready and crashed sessions with their agents. `run()` loops; `run_once()` makes one pass.
+
+    Only the agents in `agents` (default: every `@safepoint.agent` this process registered) run; a session
+    naming any other is skipped with a logged reason, and nothing it names is imported."""
 
     def __init__(
         self,
@@ -81,6 +92,7 @@ class Worker:
         #: time.monotonic() after which `run` stops (serve's `until`), whenever its stop() fires
         self.deadline: float | None = None
         self._running: set[str] = set()
+        self._refused: set[str | None] = set()  # agent names not registered here, each reported once
         self._lock = threading.Lock()
 
     def candidates(self) -> list[tuple[str, str]]:
@@ -109,8 +121,15 @@ class Worker:
                 still_open.append((session_segment(session_id), session_id))
             elif listed is not None and closed:
                 self._forget(session_id)
-            if reason and info.agent in self.agents and session_id not in self._running:
-                found.append((session_id, reason))
+            if reason and session_id not in self._running:
+                if info.agent in self.agents:
+                    found.append((session_id, reason))
+                elif info.agent not in self._refused:  # said once per agent name, not at every pass
+                    self._refused.add(info.agent)
+                    self.log(
+                        f"skipping {session_id} ({reason}) and any other session of agent {info.agent!r}: "
+                        + _unregistered(info.agent, self.agents)
+                    )
         if listed is None:
             open_sessions.complete(store, still_open)
         return found

@@ -72,7 +72,8 @@ def resume(ctx: typer.Context, session_id: SessionArg, agents: AgentsOption = No
     repo = open_repo(ctx)
     info = repo.info(session_id)  # a session that crashed before its first checkpoint has no head: run it anew
     recorded = repo.load(session_id).runtime.get("agent", {}) if info.head is not None else {}
-    agent = find_agent(info.agent, recorded.get("entrypoint"))
+    # The recorded entry point is only named in the error: stored data never chooses the code that runs.
+    agent = find_agent(info.agent, recorded.get("entrypoint") if isinstance(recorded, dict) else None)
     _report(run(agent, session_id, store=repo), as_json)
 
 

@@ -2,6 +2,12 @@
 
 An artifact is a manifest `artifacts/<sha256>` listing its chunks, each a content-addressed object. Memory
 use is one chunk whatever the file size; identical chunks (two versions of a draft) are stored once.
+
+Nothing inside a manifest is trusted: its name is the only claim. Every read checks the manifest against the
+name (`check_manifest`), every chunk against its own name, and the whole content against the name once it has
+been streamed (`check_content` does both for bytes from elsewhere, such as a bundle being imported). A store
+whose `artifacts/<sha of C>` holds the manifest of D (damage, or a hostile bundle) raises ArtifactMismatch
+rather than handing out D.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ import hashlib
 import io
 import mimetypes
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from ..errors import ArtifactNotFound, CorruptCheckpoint
+from ..errors import ArtifactMismatch, ArtifactNotFound, CorruptCheckpoint, SafepointWarning
 from ..model import ArtifactRef
 from ..stores.base import Store
 from . import codec
@@ -63,9 +70,96 @@ def put_artifact(store: Store, name: str, source: Source, media_type: str | None
     ref = "sha256:" + whole.hexdigest()
     manifest = {"kind": "artifact", "sha256": whole.hexdigest(), "size": size, "chunks": chunks}
     key = manifest_key(ref)
-    if not store.exists(key):
-        store.put_if_absent(key, codec.seal(codec.dumps(manifest)))
+    payload = codec.dumps(manifest)
+    existing = store.get(key)
+    if existing is None:
+        store.put_if_absent(key, codec.seal(payload))
+    elif not _same_manifest(existing, payload, key):
+        # This process has just hashed the content, so its manifest is right and the stored one is not (or is
+        # chunked otherwise): replace it, only if it is still the one read (another writer may fix it first).
+        store.put(key, codec.seal(payload), expect=existing)
     return ArtifactRef(name=name, ref=ref, size=size, media_type=media_type)
+
+
+def _same_manifest(blob: bytes, payload: bytes, key: str) -> bool:
+    try:
+        stored = codec.unseal(blob, key)
+        if stored == payload:
+            return True
+        check_manifest(key, codec.parse(stored, key))
+    except CorruptCheckpoint as exc:
+        warnings.warn(f"{exc.key}: {exc.reason}; replaced by the manifest of the file just stored", SafepointWarning,
+                      stacklevel=3)  # fmt: skip
+    return False
+
+
+def check_manifest(key: str, manifest: Any) -> dict[str, Any]:
+    """`manifest` as read from `key` (`artifacts/<sha256>`), if it can be that artifact's; ArtifactMismatch if not.
+
+    What can be checked without the content: the recorded hash is the name, the sizes add up, the chunks are
+    named by hashes, and a one-chunk artifact's chunk is named by the artifact's own hash (so for any artifact
+    up to CHUNK_SIZE the check is complete here). Larger ones are checked as a whole once read."""
+    digest = key.rsplit("/", 1)[-1]
+    if type(manifest) is not dict or manifest.get("kind") != "artifact":
+        raise ArtifactMismatch(key, "the value stored there is not an artifact manifest")
+    chunks, size = manifest.get("chunks"), manifest.get("size")
+    if manifest.get("sha256") != digest:
+        raise ArtifactMismatch(key, f"its manifest describes the content sha256:{str(manifest.get('sha256'))[:64]}")
+    if type(chunks) is not list or not all(_chunk_entry(entry) for entry in chunks):
+        raise ArtifactMismatch(key, "its manifest's chunk list is malformed")
+    if type(size) is not int or size != sum(entry[1] for entry in chunks):
+        raise ArtifactMismatch(key, f"its manifest's size {size!r} is not the sum of its chunks' sizes")
+    if len(chunks) == 1 and chunks[0][0] != digest or not chunks and digest != codec.sha256(b""):
+        raise ArtifactMismatch(key, "its chunks are another file's content")
+    return manifest
+
+
+def _chunk_entry(entry: Any) -> bool:
+    return (
+        type(entry) is list
+        and len(entry) == 2
+        and type(entry[0]) is str
+        and len(entry[0]) == 64
+        and all(c in "0123456789abcdef" for c in entry[0])
+        and type(entry[1]) is int
+        and entry[1] >= 0
+    )
+
+
+def check_content(key: str, manifest: dict[str, Any], payloads: Iterable[bytes]) -> None:
+    """Check an artifact's chunk payloads, in manifest order, against their names and the artifact's name.
+
+    For bytes that come from anywhere but the store (a bundle's members); reads from the store are checked by
+    ArtifactReader as they stream."""
+    manifest = check_manifest(key, manifest)
+    whole = hashlib.sha256()
+    entries = iter(manifest["chunks"])
+    for payload in payloads:
+        entry = next(entries, None)
+        if entry is None:
+            raise ArtifactMismatch(key, "more chunks than its manifest lists")
+        _check_chunk(key, entry, payload)
+        whole.update(payload)
+    if next(entries, None) is not None:
+        raise ArtifactMismatch(key, "fewer chunks than its manifest lists")
+    _check_whole(key, whole)
+
+
+def _check_chunk(key: str, entry: list[Any], payload: bytes) -> None:
+    if len(payload) != entry[1] or codec.sha256(payload) != entry[0]:
+        raise ArtifactMismatch(key, f"chunk {object_key(entry[0])} does not hold what the manifest lists")
+
+
+def _check_whole(key: str, whole: Any) -> None:
+    if whole.hexdigest() != key.rsplit("/", 1)[-1]:
+        raise ArtifactMismatch(key, f"its content hashes to sha256:{whole.hexdigest()}")
+
+
+def verify_artifact(store: Store, ref: str) -> None:
+    """Read a whole artifact from the store, verifying it (for fsck); raises CorruptCheckpoint or a subclass."""
+    with open_artifact(store, ref) as stream:
+        while stream.read(CHUNK_SIZE):
+            pass
 
 
 def missing_parts(store: Store, ref: str) -> list[str]:
@@ -74,7 +168,8 @@ def missing_parts(store: Store, ref: str) -> list[str]:
     blob = store.get(key)
     if blob is None:
         return [key]
-    return [object_key(d) for d, _ in codec.load_sealed(blob, key)["chunks"] if not store.exists(object_key(d))]
+    manifest = check_manifest(key, codec.load_sealed(blob, key))
+    return [object_key(d) for d, _ in manifest["chunks"] if not store.exists(object_key(d))]
 
 
 def require(store: Store, where: str, refs: list[str]) -> None:
@@ -94,7 +189,7 @@ def read_manifest(store: Store, ref: str) -> dict[str, Any]:
     blob = store.get(key)
     if blob is None:
         raise ArtifactNotFound(f"artifact {ref} is not in store {store.url}; it may have been garbage collected")
-    return codec.load_sealed(blob, key)
+    return check_manifest(key, codec.load_sealed(blob, key))
 
 
 class ArtifactReader(io.RawIOBase):
@@ -116,10 +211,12 @@ class ArtifactReader(io.RawIOBase):
         while not self._buffer:
             entry = next(self._pending, None)
             if entry is None:
-                if self._whole.hexdigest() != self.manifest["sha256"]:
-                    raise CorruptCheckpoint(manifest_key(self.ref), "artifact content does not match its hash")
+                _check_whole(manifest_key(self.ref), self._whole)  # against the name, not the manifest
                 return 0
-            self._buffer = memoryview(self._fetch(entry[0]))
+            payload = self._fetch(entry[0])
+            if len(payload) != entry[1]:
+                raise ArtifactMismatch(manifest_key(self.ref), f"chunk {object_key(entry[0])} has another size")
+            self._buffer = memoryview(payload)
         count = min(len(target), len(self._buffer))
         target[:count] = self._buffer[:count]
         self._whole.update(self._buffer[:count])

@@ -10,7 +10,7 @@ from datetime import datetime
 from ..errors import CheckpointNotFound, CorruptCheckpoint, SafepointError
 from ..stores.base import Store
 from . import codec, gc_guard, open_sessions
-from .artifacts import manifest_key
+from .artifacts import check_manifest, manifest_key, verify_artifact
 from .history import Chain, to_checkpoint
 from .tree import TreeReader, child_digests, object_key
 
@@ -105,7 +105,7 @@ class _Verifier:
         try:
             if blob is None:
                 raise CorruptCheckpoint(key, "artifact manifest is missing")
-            manifest = codec.load_sealed(blob, key)
+            manifest = check_manifest(key, codec.load_sealed(blob, key))  # the name, not the manifest, says what
         except CorruptCheckpoint as exc:
             self.bad[key] = exc.reason
             return [key]
@@ -114,6 +114,12 @@ class _Verifier:
             reason = self._chunk(digest)
             if reason:
                 damaged.append(object_key(digest))
+        if not damaged and len(manifest["chunks"]) > 1:  # sound chunks may still be another file's
+            try:
+                verify_artifact(self.store, ref)
+            except CorruptCheckpoint as exc:
+                self.bad[key] = exc.reason
+                damaged.append(key)
         return damaged
 
     def _chunk(self, digest: str) -> str | None:

@@ -6,8 +6,9 @@ commit record).
 A value goes through the saver's serializer (`dumps_typed`, LangGraph's JsonPlusSerializer by default). Its
 msgpack output is kept as JSON: plain data stays as it is (readable in `safepoint show`, diffable), and what JSON
 cannot say is tagged with `{"__lg__": ...}`: a class instance (LangGraph's msgpack extension: module, class,
-fields), bytes, a non-finite float, a dict with non-string keys. Reading packs it back and hands it to the same
-serializer, so its allowlist decides what may be rebuilt. Pickle is refused both ways.
+fields), bytes, a non-finite float, a dict with non-string keys. Reading checks every class a value names against
+the saver's allow-list (`_langgraph_types`), then packs it back and hands it to the same serializer. Pickle is
+refused both ways.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from ..errors import NotSerializable
+from ._langgraph_types import TypeGuard
 
 TAG = "__lg__"  # marks JSON that stands for something JSON cannot say (a class, bytes, a NaN...)
 _IN_RECORD = ("channel_values", "id", "ts")  # checkpoint keys not stored as state values (id and ts: the record)
@@ -137,8 +139,9 @@ def seen_messages(values: Any, stored: Any, before: Seen | None = None) -> Seen 
 class Values:
     """Values through a LangGraph serializer (`dumps_typed`), stored as JSON. Pickle is refused both ways."""
 
-    def __init__(self, serde: SerializerProtocol) -> None:
+    def __init__(self, serde: SerializerProtocol, guard: TypeGuard) -> None:
         self.serde = serde
+        self.guard = guard  # checked before the serializer sees a value: it would import what a value names
 
     def dumps(self, value: Any, path: str) -> tuple[str, bytes]:
         try:
@@ -242,9 +245,15 @@ class Values:
         """The value back; plain data is copied unless `copy=False` (the caller owns `stored`)."""
         if type(stored) is dict and TAG in stored:
             if stored[TAG] == "msgpack":
+                self.guard.check(stored["v"], TAG)
                 return self.serde.loads_typed(("msgpack", _pack(_from_json(stored["v"]))))
             if stored[TAG] == "blob" and stored["type"] != "pickle":
-                return self.serde.loads_typed((stored["type"], base64.b64decode(stored["b64"])))
+                data = base64.b64decode(stored["b64"])
+                if stored["type"] == "msgpack":  # not written so by the saver, but it would decode the same
+                    self.guard.check(_to_json(_unpack(data), [False]), TAG)
+                elif stored["type"] == "json":
+                    self.guard.check_json(data)
+                return self.serde.loads_typed((stored["type"], data))
             raise ValueError(f"cannot decode a stored value tagged {stored[TAG]!r}")
         if copy and (type(stored) is dict or type(stored) is list):
             return orjson.loads(orjson.dumps(stored))  # a private copy: the stored one may back the next delta
@@ -252,6 +261,7 @@ class Values:
 
     def decode_item(self, item: Any) -> Any:
         """One item of a stored `{"__lg__": "msgpack", "v": [...]}` list back, as decoding the whole list gives it."""
+        self.guard.check(item, TAG)
         return self.serde.loads_typed(("msgpack", _pack(_from_json(item))))
 
 

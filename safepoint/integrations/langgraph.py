@@ -51,6 +51,7 @@ from ..stores import Store, open_store
 from ._langgraph_async import AsyncFromSync
 from ._langgraph_history import History
 from ._langgraph_keys import id_key, ids_prefix, session_id_for, thread_key, threads_prefix, writes_prefix
+from ._langgraph_types import AllowedType, TypeGuarded
 from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
 from ._langgraph_writes import PendingWrites
 
@@ -91,11 +92,12 @@ def _step(metadata: dict[str, Any]) -> str | None:
     return None if source is None else f"{source}:{step}" if step is not None else str(source)
 
 
-class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
+class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer keeping each thread as a safepoint session in any safepoint store.
 
     `SafepointSaver("sqlite:///agents.db")`, `SafepointSaver("./.safepoint")`, `SafepointSaver(repository)`.
-    The async methods run the same code in a worker thread.
+    The async methods run the same code in a worker thread. A stored value is rebuilt only as one of LangGraph's
+    safe types or of `allowed_types` (classes or (module, name) pairs); any other raises UntrustedType.
     """
 
     def __init__(
@@ -103,17 +105,18 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
         store: Store | Repository | str | os.PathLike[str] | None = None,
         *,
         serde: SerializerProtocol | None = None,
+        allowed_types: Sequence[AllowedType] = (),
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=self._guarded_serde(serde, allowed_types))
         self.store = store.store if isinstance(store, Repository) else open_store(store)
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._threads_lock = threading.Lock()
         self._pending = PendingWrites(self.store)
 
     @classmethod
-    def from_url(cls, url: str | os.PathLike[str] | None = None, *, serde: SerializerProtocol | None = None):
+    def from_url(cls, url: str | os.PathLike[str] | None = None, **options: Any):
         """Open the store at `url` (a path, `sqlite:///...`, `memory://`; default `$SAFEPOINT_STORE`)."""
-        return cls(url, serde=serde)
+        return cls(url, **options)
 
     @property
     def repository(self) -> Repository:
@@ -122,7 +125,7 @@ class SafepointSaver(AsyncFromSync, BaseCheckpointSaver[str]):
 
     @property
     def _values(self) -> Values:
-        return Values(self.serde)  # `with_allowlist` swaps `serde` on a copy: always use the current one
+        return Values(self.serde, self._guard)  # `with_allowlist` swaps both on a copy: use the current ones
 
     def __repr__(self) -> str:
         return f"SafepointSaver({self.store.url!r})"

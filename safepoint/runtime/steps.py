@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import importlib
 import threading
 import traceback
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ..core import codec
+from ..core.loaded import loaded
 from ..errors import Interrupted, NotSerializable, StepFailed
 from ..model import Status
 from .context import RunContext
@@ -129,16 +129,14 @@ def run_step(
 
 
 def _typed(record: dict[str, Any]) -> Any:
-    """A step's recorded output, as the pydantic model it was returned as when that class can be imported."""
+    """A step's recorded output, as the pydantic model it was returned as when that class is loaded.
+
+    Only a class of a module the process has imported (the agent's code) is used: the record is stored data,
+    and importing the module it names would run code chosen by whoever wrote the store."""
     name = record.get("model")
-    if name:
+    if isinstance(name, str) and name:
         module, _, qualname = name.partition(":")
-        try:
-            target: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError):
-            return record["output"]  # the class is gone: the data is still there
+        target = loaded(module, qualname)  # None when not loaded (or gone): the data is still there
         if isinstance(target, type) and issubclass(target, BaseModel):
             return target.model_validate(codec.loads(codec.dumps(record["output"])))  # a copy: the record stays
     return record["output"]

@@ -1,8 +1,8 @@
 """Byte-level stores, opened from a URL.
 
-./.safepoint  or  file:///abs/path     FileStore (the embedded default)
+./.safepoint  or  file:///abs/path     FileStore (the embedded default; `?mode=0640`: see stores/modes.py)
 memory://  or  memory://name           MemoryStore
-sqlite:///relative.db  sqlite:////abs.db  SQLiteStore
+sqlite:///relative.db  sqlite:////abs.db  SQLiteStore     (`?mode=0640` too)
 postgresql://user@host/db?schema=name  PostgresStore      (extra `postgres`: psycopg 3)
 redis://host:6379/0?prefix=name        RedisStore         (extra `redis`: redis-py)
 s3://bucket/prefix?endpoint_url=...    ObjectStore        (extra `s3`: fsspec + s3fs)
@@ -17,7 +17,7 @@ import importlib
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import SafepointError
 from .base import ANY, Store, check_key
@@ -73,6 +73,15 @@ def __getattr__(name: str) -> Any:
         ) from exc
 
 
+def _mode_option(url: str, query: str) -> str | None:
+    """`?mode=0640` of a file:// or sqlite:/// URL (the permissions of the files the store creates)."""
+    options = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"mode"})
+    if unknown:
+        raise UnknownStoreURL(f"store URL {url!r} has unknown option(s) {', '.join(unknown)}; this store takes mode=")
+    return options["mode"][-1] if "mode" in options else None
+
+
 def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
     """Open a store from a URL or path; None means `$SAFEPOINT_STORE` or `./.safepoint`."""
     if isinstance(url, Store):
@@ -87,14 +96,14 @@ def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
     if scheme == "memory":
         return MemoryStore(parts.netloc + parts.path)
     if scheme == "file":
-        return FileStore(Path(parts.netloc + parts.path))
+        return FileStore(Path(parts.netloc + parts.path), mode=_mode_option(text, parts.query))
     if scheme == "sqlite":
-        path = text.split("://", 1)[1]
+        path = text.split("://", 1)[1].split("?", 1)[0]
         if path.startswith("/"):
             path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
         if not path:
             raise UnknownStoreURL(f"store URL {text!r} names no database file; use sqlite:///agents.db")
-        return SQLiteStore(Path(path))
+        return SQLiteStore(Path(path), mode=_mode_option(text, parts.query))
     if scheme in ("postgresql", "postgres"):
         return __getattr__("PostgresStore")(text)
     if scheme in ("redis", "rediss"):

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
 
 from ..errors import FenceMismatch, StorageError
 from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_commit, check_key, check_prefix
+from .modes import dir_mode, file_mode
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -66,10 +67,13 @@ class FileStore(Store):
     # listing a small directory, once per session opened: cheaper than rewriting a head hint on every save.
     head_hints = False
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, mode: int | str | None = None) -> None:
+        """`mode`: the permissions of the files it creates (default 0600; directories 0700). See stores/modes.py."""
         # Nothing touches the disk here: opening a missing store to read it must not create it.
         self.root = Path(os.path.abspath(root))
         self.url = "file://" + str(self.root)
+        self.mode = file_mode(mode)
+        self.dir_mode = dir_mode(self.mode)
 
     # --- the primitives -------------------------------------------------------------------------
     def _get(self, key: str) -> bytes | None:
@@ -113,7 +117,7 @@ class FileStore(Store):
         with self._translate("write hint", key):
             for _ in range(_DIRECTORY_RETRIES):
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT, self.mode)
                     break
                 except FileNotFoundError:
                     with suppress(FileNotFoundError):
@@ -271,7 +275,7 @@ class FileStore(Store):
         for _ in range(_DIRECTORY_RETRIES):
             tmp = directory / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
             except FileNotFoundError:
                 with suppress(FileNotFoundError):  # a concurrent delete pruned a parent: go round again
                     self._make_dirs(directory, sync=sync)
@@ -292,13 +296,13 @@ class FileStore(Store):
     def _make_dirs(self, directory: Path, *, sync: bool) -> None:
         """`mkdir -p` that fsyncs the parent of every directory it creates, so new entries survive a crash."""
         try:
-            os.mkdir(directory)
+            os.mkdir(directory, self.dir_mode)
         except FileExistsError:
             return  # made by someone else; if it is a file, the caller's write raises NotADirectoryError
         except FileNotFoundError:
             self._make_dirs(directory.parent, sync=sync)
             try:
-                os.mkdir(directory)
+                os.mkdir(directory, self.dir_mode)
             except FileExistsError:
                 return
         if sync:
@@ -318,7 +322,7 @@ class FileStore(Store):
         """Hold the store's exclusive lock. A new fd per call, so threads of one process exclude each other."""
         if fcntl is None:
             raise OSError(errno.ENOTSUP, "FileStore needs POSIX file locks (fcntl.flock)")
-        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, self.mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

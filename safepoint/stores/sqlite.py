@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import FenceMismatch, SchemaTooNew, StorageError
 from .base import ANY, Fence, Floor, Store, check_commit, check_key, check_prefix, floor_value, prefix_end
+from .modes import dir_mode, file_mode, make_dirs
 
 #: Version of the table layout below; a store written by a newer layout refuses to open.
 FORMAT_VERSION = 1
@@ -58,10 +59,13 @@ class SQLiteStore(Store):
     # its own key in the index), and compression stays off the save path.
     pack_records = True
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, mode: int | str | None = None) -> None:
+        """`mode`: the permissions of the database file (default 0600), which SQLite gives its -wal and -shm
+        files too; a directory it creates gets 0700. See stores/modes.py."""
         # Nothing touches the disk here: the file (and its directory) appear on the first write.
         self.path = Path(os.path.abspath(path))
         self.url = "sqlite:///" + str(self.path)
+        self.mode = file_mode(mode)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -213,7 +217,7 @@ class SQLiteStore(Store):
         if not writing and not self.path.exists():
             return None
         if writing:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
         # isolation_level=None: autocommit, we issue BEGIN IMMEDIATE ourselves when one statement is not enough.
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
         try:
@@ -225,6 +229,15 @@ class SQLiteStore(Store):
             self._connections.append(conn)
         local.conn, local.pid = conn, os.getpid()  # a forked child must not reuse its parent's connection
         return conn
+
+    def _create_file(self) -> None:
+        """Create the database file empty with the store's mode before SQLite opens it (SQLite would make it
+        0644); SQLite then creates the -wal and -shm files with the database file's permissions."""
+        if self.path.exists():
+            return
+        make_dirs(self.path.parent, dir_mode(self.mode))
+        with suppress(FileExistsError):  # another thread or process made it first: it is the same file
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode))
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Set the pragmas; create the tables and check the format version of the file."""
