@@ -36,9 +36,6 @@ class ThreadRecords:
 
     store: Store
 
-    def _tip(self, t: Thread, head: int, head_record: dict[str, Any] | None) -> Saved | None:
-        raise NotImplementedError  # the saver's
-
     def _head(self, t: Thread) -> tuple[int, dict[str, Any] | None]:
         seq = t.chain.head_seq()
         return seq, (self._adopted(t, t.chain.record(seq)) if seq else None)
@@ -71,6 +68,11 @@ class ThreadRecords:
         for seq in guesses:
             record = self._record(t, seq)
             if record is not None and lg(record).get("checkpoint_id") == checkpoint_id:
+                # The checkpoint committed again with a new status since this mark was handed out: the newest one.
+                while seq < head and (later := self._record(t, seq + 1)) is not None:
+                    if lg(later).get("checkpoint_id") != checkpoint_id:
+                        break
+                    seq, record = seq + 1, later
                 return seq, record
         for seq in reversed(t.chain.seqs()):
             record = self._record(t, seq)
@@ -131,9 +133,13 @@ class ThreadRecords:
                 while len(t.early) > 16:
                     t.early.pop(next(iter(t.early)))
                 return
-            previous = self._tip(t, head, head_record)
-            if previous is None:
-                return
+            previous = t.tip
+            if (
+                previous is None
+                or previous.checkpoint.seq != head
+                or previous.checkpoint.checksum != head_record["_checksum"]
+            ):
+                previous = t.chain.resume_point(*t.chain.load(head))
             meta = {
                 **head_record["meta"],
                 "langgraph": {k: v for k, v in lg(head_record).items() if k != "parent_writes"},
