@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ConflictError
 from ..repository import Repository
+from ..stores import open_store
 from ..stores.base import Store
 
 WRITERS = 8
@@ -57,10 +58,8 @@ def write_until(repo: Repository, writer: int, seconds: float) -> tuple[list[tup
 
 def _write_process(url: str, writer: int, seconds: float, results: Any) -> None:
     """Child process body: open the store by URL, race, report (or report the error, so the parent fails with it)."""
-    import safepoint
-
     try:
-        with safepoint.open(url) as repo:
+        with Repository(open_store(url)) as repo:
             results.put((writer, write_until(repo, writer, seconds)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         results.put((writer, f"{type(exc).__name__}: {exc}"))
