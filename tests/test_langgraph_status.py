@@ -4,19 +4,21 @@ and a checkpoint safepoint itself commits on a thread (`safepoint set`) loads in
 from __future__ import annotations
 
 import json
+import operator
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
 import pytest
 
 pytest.importorskip("langgraph")
 
+from langgraph.func import entrypoint, task  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.types import Command, interrupt  # noqa: E402
+from langgraph.types import Command, Send, interrupt  # noqa: E402
 
 import safepoint as sp  # noqa: E402
 from safepoint.core.stuck import StuckPolicy  # noqa: E402
@@ -135,3 +137,51 @@ def test_set_on_a_thread_keeps_it_loadable_and_resumable(tmp_path: Path) -> None
     history = [h.values["n"] for h in waiting.get_state_history(config("asked")) if h.values]
     assert history == [15, 10, 2, 1]
     assert sp.open(store).info("asked").status is sp.Status.COMPLETED
+
+
+class Fan(TypedDict):
+    items: list
+    out: Annotated[list, operator.add]
+
+
+def test_functional_api_and_send_threads_have_their_status(tmp_path: Path) -> None:
+    saver = SafepointSaver(tmp_path / "store")
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @entrypoint(checkpointer=saver)
+    def flow(x: int) -> int:
+        return double(x).result() + 1
+
+    @entrypoint(checkpointer=saver)
+    def asks(x: int) -> int:
+        return x + interrupt("more?")
+
+    def fan(state: Fan) -> list[Send]:
+        return [Send("work", {"items": [i], "out": []}) for i in state["items"]]
+
+    def work(state: Fan) -> dict[str, list]:
+        return {"out": [state["items"][0] * 10]}
+
+    builder = StateGraph(Fan)
+    builder.add_node("work", work)
+    builder.add_conditional_edges(START, fan, ["work"])
+    builder.add_edge("work", END)
+
+    assert flow.invoke(3, config("flow")) == 7
+    asks.invoke(3, config("asks"))
+    assert builder.compile(checkpointer=saver).invoke({"items": [1, 2, 3], "out": []}, config("fan"))["out"] == [
+        10,
+        20,
+        30,
+    ]
+    repo = saver.repository
+    assert {tid: str(repo.info(tid).status) for tid in ("flow", "asks", "fan")} == {
+        "flow": "completed",
+        "asks": "waiting",
+        "fan": "completed",
+    }
+    assert asks.invoke(Command(resume=4), config("asks")) == 7
+    assert repo.info("asks").status is sp.Status.COMPLETED
