@@ -205,3 +205,53 @@ def test_sqlite_gives_the_pages_of_packed_records_back(tmp_path):
     with sqlite3.connect(tmp_path / "store.db") as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental, set on a new file
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # no pages left behind by the packing
+
+
+class _PacksRightAfterACreate(MemoryStore):
+    """A store checking the floor after the create (the generic `Store.commit`), where another writer continues
+    from a commit key the moment it is created: it commits a keyframe after it, packing it, before the first
+    writer reads the floor."""
+
+    pack_records = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: str | None = None
+        self.between = lambda: None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        created = super().put_if_absent(key, data)
+        if created and key == self.target:
+            self.target = None
+            self.between()
+        return created
+
+
+def test_a_commit_packed_by_another_writer_before_the_floor_check_is_not_a_conflict():
+    store = _PacksRightAfterACreate()
+    repo = sp.open(store)
+    first = repo.session("race", schema=dict, lease=False)
+    first.state["n"] = 0
+    first.save()
+    second = repo.session("race", schema=dict, lease=False)
+
+    def other_writer_packs() -> None:
+        other = repo.session("race", schema=dict, lease=False)  # sees seq 2, just created
+        other.state["big"] = "x" * (100 * 1024)  # too big for a delta: a keyframe, which packs seqs 1-2
+        other.save()
+
+    store.target = Chain(store, "race").commit_key(2)
+    store.between = other_writer_packs
+    first.state["n"] = 1
+    landed = first.save()  # before the fix: ConflictError, although seq 2 is this very commit
+    assert landed.seq == 2
+    chain = Chain(store, "race")
+    assert [(a, b) for a, b, _ in chain.packs()] == [(1, 2)]
+    assert chain.record(2)["_checksum"] == landed.checksum
+    assert repo.load("race", 3).state["big"].startswith("x")
+
+    # A real conflict still is one: a writer still at seq 1 re-creates seq 2, whose loose record the pack took.
+    with pytest.raises(ConflictError):
+        second.state["n"] = "stale"
+        second.save()
+    assert chain.record(2)["_checksum"] == landed.checksum

@@ -371,7 +371,8 @@ class Chain:
         hints.append(self.summary.hint({**record, "_checksum": self.last_attempt}, doc.get("runtime"), created_at))
         # The floor: a writer far behind must not re-create a record that a pack has taken over.
         floor = (self.floor_key, seq) if self.store.pack_records else None
-        if not self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence, floor):
+        landed = self.store.commit(objects.items(), self.commit_key(seq), sealed, hints, fence, floor)
+        if not landed and not (floor is not None and self._packed_by_another(seq, payload)):
             raise ConflictError(
                 f"session {self.id!r}: checkpoint seq {seq} was committed by another writer first; "
                 "reopen the session to continue from the new head"
@@ -426,6 +427,19 @@ class Chain:
         return codec.dumps(record), writer.new_objects
 
     # --- packing (stores with pack_records) ---------------------------------------------------------------
+    def _packed_by_another(self, seq: int, payload: bytes) -> bool:
+        """After a commit refused by the floor: whether it had landed, and another writer packed this very record.
+
+        A store that checks the floor only after creating the key (`Store.commit`) cannot tell a floor raised by
+        packing the record it just created from one that was higher already; the pack can: it holds our bytes.
+        """
+        self._floor, self._pack = None, None
+        try:
+            found = self._packed(seq) if self._read_floor() >= seq else None
+        except (StorageError, CorruptCheckpoint):
+            return False
+        return found is not None and found[1] == payload
+
     def _pack_cycle(self, first: int, last: int) -> None:
         """Copy the records `first`..`last` (a finished cycle) into one pack, raise the floor, drop the copies.
 

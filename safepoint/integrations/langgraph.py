@@ -25,7 +25,6 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -43,7 +42,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from ..core import codec
 from ..core.history import Chain, Saved
-from ..errors import CheckpointNotFound, ConflictError, SafepointError
+from ..errors import ConflictError, SafepointError
 from ..model import Status
 from ..repository import Repository
 from ..runtime.leases import lease_key
@@ -51,8 +50,10 @@ from ..stores import Store, open_store
 from ._langgraph_async import AsyncFromSync
 from ._langgraph_history import History
 from ._langgraph_keys import id_key, ids_prefix, session_id_for, thread_key, threads_prefix, writes_prefix
+from ._langgraph_records import Thread, ThreadRecords
+from ._langgraph_status import after_put, after_writes, lg
 from ._langgraph_types import AllowedType, TypeGuarded
-from ._langgraph_values import LazyDict, LazyList, Seen, Values, seen_messages
+from ._langgraph_values import LazyDict, LazyList, Values, seen_messages
 from ._langgraph_writes import PendingWrites
 
 __all__ = ["AGENT", "MARK", "SafepointSaver", "session_id_for"]
@@ -65,26 +66,10 @@ _CACHED_THREADS = 128
 
 
 # --- the saver ------------------------------------------------------------------------------------------------
-@dataclass
-class _Thread:
-    """What the saver keeps between calls about one thread in one namespace (one safepoint session)."""
-
-    thread_id: str
-    ns: str
-    chain: Chain
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    tip: Saved | None = None  # writer state of the head as this process last wrote or loaded it
-    seen: dict[str, Seen | None] = field(default_factory=dict)  # per list channel: messages as last saved
-
-
-def _lg(record: dict[str, Any]) -> dict[str, Any]:
-    return (record.get("meta") or {}).get("langgraph") or {}
-
-
 def _folded(record: dict[str, Any] | None, checkpoint_id: str) -> list[dict[str, Any]]:
     """The writes of checkpoint `checkpoint_id` folded into `record`, the record of the next seq."""
-    lg = _lg(record or {})
-    return lg.get("parent_writes", []) if lg.get("parent_checkpoint_id") == checkpoint_id else []
+    found = lg(record or {})
+    return found.get("parent_writes", []) if found.get("parent_checkpoint_id") == checkpoint_id else []
 
 
 def _step(metadata: dict[str, Any]) -> str | None:
@@ -92,7 +77,7 @@ def _step(metadata: dict[str, Any]) -> str | None:
     return None if source is None else f"{source}:{step}" if step is not None else str(source)
 
 
-class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
+class SafepointSaver(ThreadRecords, AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer keeping each thread as a safepoint session in any safepoint store.
 
     `SafepointSaver("sqlite:///agents.db")`, `SafepointSaver("./.safepoint")`, `SafepointSaver(repository)`.
@@ -109,7 +94,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
     ) -> None:
         super().__init__(serde=self._guarded_serde(serde, allowed_types))
         self.store = store.store if isinstance(store, Repository) else open_store(store)
-        self._threads: OrderedDict[str, _Thread] = OrderedDict()
+        self._threads: OrderedDict[str, Thread] = OrderedDict()
         self._threads_lock = threading.Lock()
         self._pending = PendingWrites(self.store)
 
@@ -147,6 +132,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                     return None
                 seq = found[0]
             record, doc = t.chain.load(seq)
+            record = self._adopted(t, record)
             checkpoint = self._decode_state(doc["state"], record, t if seq == head else None)
             if seq == head:
                 t.tip = t.chain.resume_point(record, doc)
@@ -179,17 +165,17 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
             prefix = threads_prefix(str(conf["thread_id"])) if conf.get("thread_id") else threads_prefix()
             targets = [(thread, ns) for thread, ns, _ in self._namespaces(prefix)]
         bound = (before or {}).get("configurable") or {}
-        found: Iterator[tuple[_Thread, int, dict[str, Any], Any, int]] | list = []
+        found: Iterator[tuple[Thread, int, dict[str, Any], Any, int]] | list = []
         threads = [t for thread, ns in targets if (t := self._thread(thread, ns, create=False)) is not None]
         if len(threads) == 1:
             found = islice(self._matches(threads[0], conf.get("checkpoint_id"), filter, bound), limit)
         else:
             found = [match for t in threads for match in self._matches(t, conf.get("checkpoint_id"), filter, bound)]
-            found.sort(key=lambda m: _lg(m[2])["checkpoint_id"], reverse=True)
+            found.sort(key=lambda m: lg(m[2])["checkpoint_id"], reverse=True)
             found = found[:limit] if limit is not None else found
         histories: dict[str, History] = {}  # one per thread: records, keyframes and messages read once
         for t, seq, record, metadata, head in found:
-            checkpoint_id = _lg(record)["checkpoint_id"]
+            checkpoint_id = lg(record)["checkpoint_id"]
             h = histories.setdefault(t.chain.id, History(t.chain, self._values))
             h.remember(seq, record)
             if lazy:
@@ -202,29 +188,31 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
 
     def _matches(
         self,
-        t: _Thread,
+        t: Thread,
         checkpoint_id: str | None,
         filter: dict[str, Any] | None,
         bound: dict[str, Any],  # noqa: A002
-    ) -> Iterator[tuple[_Thread, int, dict[str, Any], Any, int]]:
+    ) -> Iterator[tuple[Thread, int, dict[str, Any], Any, int]]:
         seqs = t.chain.seqs()
         head = seqs[-1] if seqs else 0
         before_seq, before_id = None, bound.get("checkpoint_id")
         if before_id:
             found = self._find(t, before_id, bound.get(MARK), 0, None)
             before_seq = found[0] if found else None
+        listed: set[str] = set()
         for seq in reversed(seqs):
             if before_seq is not None and seq >= before_seq:
                 continue
             record = self._record(t, seq)
-            if record is None:
+            if record is None or lg(record).get("checkpoint_id") in listed:
+                continue  # (the same checkpoint committed again with a new status: listed once, newest)
+            listed.add(lg(record).get("checkpoint_id"))
+            found_lg = lg(record)
+            if checkpoint_id and found_lg.get("checkpoint_id") != checkpoint_id:
                 continue
-            lg = _lg(record)
-            if checkpoint_id and lg.get("checkpoint_id") != checkpoint_id:
+            if before_id and before_seq is None and found_lg.get("checkpoint_id", "") >= before_id:
                 continue
-            if before_id and before_seq is None and lg.get("checkpoint_id", "") >= before_id:
-                continue
-            metadata = self._values.decode(lg.get("metadata"), copy=False)
+            metadata = self._values.decode(found_lg.get("metadata"), copy=False)
             if filter and any(metadata.get(key) != value for key, value in filter.items()):
                 continue
             yield t, seq, record, metadata, head
@@ -270,7 +258,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                     seq=head + 1,
                     parent=parent,
                     step=_step(metadata),
-                    status=Status.RUNNING,
+                    status=t.early.pop(checkpoint["id"], None) or after_put(checkpoint),
                     schema_version=1,
                     meta=meta,
                     previous=previous,
@@ -307,6 +295,8 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         prefix = writes_prefix(t.chain.segment, conf["checkpoint_id"])
         self._pending.put(prefix, task_id, task_path, entries, special=special)
+        if (status := after_writes(channel for channel, _ in writes)) is not None:
+            self._restatus(t, conf["checkpoint_id"], status)  # an interrupt or an error: see _langgraph_status
 
     # --- deleting and copying -----------------------------------------------------------------------------
     def delete_thread(self, thread_id: str) -> None:
@@ -328,7 +318,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                 doomed = {
                     seq
                     for seq, record in records.items()
-                    if (self._values.decode(_lg(record).get("metadata"), copy=False) or {}).get("run_id") in runs
+                    if (self._values.decode(lg(record).get("metadata"), copy=False) or {}).get("run_id") in runs
                 }
                 self._drop_checkpoints(t, records, doomed)
 
@@ -365,6 +355,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                 previous, renumbered = None, {}
                 for seq in seqs:
                     record, doc = src.chain.load(seq)
+                    record = self._adopted(src, record)
                     new_seq = len(renumbered) + 1
                     previous = dst.chain.commit(
                         doc,
@@ -377,7 +368,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                         previous=previous,
                     )
                     renumbered[seq] = new_seq
-                    checkpoint_id = _lg(record)["checkpoint_id"]
+                    checkpoint_id = lg(record)["checkpoint_id"]
                     self._pending.copy(
                         writes_prefix(src.chain.segment, checkpoint_id), writes_prefix(dst.chain.segment, checkpoint_id)
                     )
@@ -395,7 +386,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         return f"{number + 1:012d}.{random.getrandbits(32):08x}"
 
     # --- helpers: sessions --------------------------------------------------------------------------------
-    def _thread(self, thread_id: Any, ns: str, *, create: bool) -> _Thread | None:
+    def _thread(self, thread_id: Any, ns: str, *, create: bool) -> Thread | None:
         session_id = session_id_for(thread_id, ns)
         with self._threads_lock:
             t = self._threads.get(session_id)
@@ -412,12 +403,12 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
                 "use another thread id, or another store for LangGraph"
             )
         with self._threads_lock:
-            t = self._threads.setdefault(session_id, _Thread(str(thread_id), ns, chain))
+            t = self._threads.setdefault(session_id, Thread(str(thread_id), ns, chain))
             while len(self._threads) > _CACHED_THREADS:
                 self._threads.popitem(last=False)
         return t
 
-    def _create_session(self, t: _Thread, parent: dict[str, Any] | None = None) -> None:
+    def _create_session(self, t: Thread, parent: dict[str, Any] | None = None) -> None:
         index = {"thread_id": t.thread_id, "checkpoint_ns": t.ns, "session": t.chain.id}
         self.store.put_if_absent(thread_key(t.thread_id, t.ns), codec.seal(codec.dumps(index)))
         if not t.chain.create(AGENT, [], parent):
@@ -446,7 +437,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         for key in (chain.head_key, lease_key(chain.segment), chain.info_key, thread_key(thread_id, ns)):
             self.store.delete(key)
 
-    def _drop_checkpoints(self, t: _Thread, records: dict[int, dict[str, Any]], doomed: set[int]) -> None:
+    def _drop_checkpoints(self, t: Thread, records: dict[int, dict[str, Any]], doomed: set[int]) -> None:
         """Delete some checkpoints of a session; those kept whose deltas build on one become keyframes first, and
         the writes of a kept checkpoint folded into a doomed record go back to objects first."""
         if not doomed:
@@ -454,94 +445,21 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         if doomed >= set(records):
             return self._drop_session(t.thread_id, t.ns, t.chain.id)
         for seq in sorted(doomed):
-            kept = _lg(records[seq - 1])["checkpoint_id"] if seq - 1 in records and seq - 1 not in doomed else None
+            kept = lg(records[seq - 1])["checkpoint_id"] if seq - 1 in records and seq - 1 not in doomed else None
             if kept is not None and (folded := _folded(records[seq], kept)):
                 self._pending.restore(writes_prefix(t.chain.segment, kept), folded)
         for seq in sorted(set(records) - doomed, reverse=True):
             if any(link in doomed for link in range(records[seq]["base"], seq)):
                 t.chain.rebase(seq)
         for seq in sorted(doomed, reverse=True):
-            checkpoint_id = _lg(records[seq]).get("checkpoint_id") or ""
+            checkpoint_id = lg(records[seq]).get("checkpoint_id") or ""
             self._pending.delete(writes_prefix(t.chain.segment, checkpoint_id))
             self.store.delete(id_key(t.chain.segment, checkpoint_id))
         t.chain.delete_records(doomed)
         t.tip, t.seen = None, {}
 
     # --- helpers: the chain -------------------------------------------------------------------------------
-    def _head(self, t: _Thread) -> tuple[int, dict[str, Any] | None]:
-        seq = t.chain.head_seq()
-        return seq, (t.chain.record(seq) if seq else None)
-
-    def _record(self, t: _Thread, seq: int, h: History | None = None) -> dict[str, Any] | None:
-        try:
-            return t.chain.record(seq) if h is None else h.record(seq)
-        except CheckpointNotFound:
-            return None
-
-    def _records(self, t: _Thread) -> dict[int, dict[str, Any]]:
-        return {seq: record for seq in t.chain.seqs() if (record := self._record(t, seq)) is not None}
-
-    def _find(
-        self, t: _Thread, checkpoint_id: str, mark: Any, head: int, head_record: dict[str, Any] | None
-    ) -> tuple[int, dict[str, Any]] | None:
-        """(seq, record) of a LangGraph checkpoint id: the head, the config's mark, the id index, then a scan."""
-        if head_record is not None and _lg(head_record).get("checkpoint_id") == checkpoint_id:
-            return head, head_record
-        guesses = [mark[0]] if isinstance(mark, list) and mark and isinstance(mark[0], int) else []
-        hint = self.store.get(id_key(t.chain.segment, checkpoint_id))
-        if hint is not None and hint.isdigit():
-            guesses.append(int(hint))
-        for seq in guesses:
-            record = self._record(t, seq)
-            if record is not None and _lg(record).get("checkpoint_id") == checkpoint_id:
-                return seq, record
-        for seq in reversed(t.chain.seqs()):
-            record = self._record(t, seq)
-            if record is not None and _lg(record).get("checkpoint_id") == checkpoint_id:
-                self.store.put_hint(id_key(t.chain.segment, checkpoint_id), str(seq).encode())
-                return seq, record
-        return None
-
-    def _refuse_race(
-        self,
-        t: _Thread,
-        parent_id: str | None,
-        parent: int | None,
-        mark: Any,
-        head: int,
-        head_record: dict[str, Any] | None,
-        metadata: dict[str, Any],
-    ) -> None:
-        """ConflictError when this put continues from a checkpoint another writer already moved past.
-
-        A put continues from the checkpoint its run loaded as the thread's latest (the config's mark says which
-        seq was the head then), so a parent older than the head is a race unless the config addressed an older
-        checkpoint than the head it saw: that is a branch (update_state or a replay from get_state_history).
-        """
-        if parent_id is None:
-            if head and metadata.get("step") == -1 and metadata.get("source") == "input":
-                raise ConflictError(self._conflict(t, None, "another writer started this thread first"))
-            return
-        if parent is None or parent == head:
-            return
-        valid = isinstance(mark, list) and len(mark) == 2 and mark[0] == parent and isinstance(mark[1], int)
-        seen = mark[1] if valid else parent
-        if parent >= seen:
-            head_id = _lg(head_record or {}).get("checkpoint_id")
-            raise ConflictError(
-                self._conflict(t, parent_id, f"the thread has moved on to checkpoint {head_id} (seq {head})")
-            )
-
-    def _conflict(self, t: _Thread, parent_id: str | None, why: str) -> str:
-        start = f"checkpoint {parent_id}" if parent_id else "an empty thread"
-        return (
-            f"LangGraph thread {t.thread_id!r} (checkpoint_ns {t.ns!r}, safepoint session {t.chain.id!r}): this run "
-            f"continued from {start}, but {why}; nothing was saved. Another process is running this "
-            "thread: reload it (invoke or get_state without a checkpoint_id) and run again; to branch from an "
-            "older checkpoint on purpose, address it with a config from get_state_history"
-        )
-
-    def _tip(self, t: _Thread, head: int, head_record: dict[str, Any] | None) -> Saved | None:
+    def _tip(self, t: Thread, head: int, head_record: dict[str, Any] | None) -> Saved | None:
         """The writer state of the head, so the next commit can be a delta against it."""
         if not head or head_record is None:
             return None
@@ -552,15 +470,15 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         return t.tip
 
     def _decode_state(
-        self, state: dict[str, Any], record: dict[str, Any], seen_by: _Thread | None = None, h: History | None = None
+        self, state: dict[str, Any], record: dict[str, Any], seen_by: Thread | None = None, h: History | None = None
     ) -> dict[str, Any]:
         """A stored state back as a LangGraph checkpoint; `seen_by` (the head's thread) learns its messages; `h`,
         the listing it belongs to, shares the messages it rebuilt."""
-        lg = _lg(record)
-        ts = lg.get("ts") or record["created_at"]
+        found = lg(record)
+        ts = found.get("ts") or record["created_at"]
         decode = h.decode if h is not None else None
         checkpoint, seen = self._values.decode_state(
-            state, lg["checkpoint_id"], ts, seen=seen_by is not None, decode_channel=decode
+            state, found["checkpoint_id"], ts, seen=seen_by is not None, decode_channel=decode
         )
         if seen_by is not None:
             seen_by.seen = seen
@@ -568,7 +486,7 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
 
     def _tuple(
         self,
-        t: _Thread,
+        t: Thread,
         seq: int,
         record: dict[str, Any],
         head: int,
@@ -576,23 +494,23 @@ class SafepointSaver(AsyncFromSync, TypeGuarded, BaseCheckpointSaver[str]):
         metadata: Any = None,
         writes: Any = None,
     ) -> CheckpointTuple:
-        lg = _lg(record)
-        parent_id = lg.get("parent_checkpoint_id")
+        found = lg(record)
+        parent_id = found.get("parent_checkpoint_id")
         return CheckpointTuple(
-            config=self._config(t, lg["checkpoint_id"], seq, head),
+            config=self._config(t, found["checkpoint_id"], seq, head),
             checkpoint=checkpoint,
-            metadata=self._values.decode(lg.get("metadata"), copy=False) if metadata is None else metadata,
+            metadata=self._values.decode(found.get("metadata"), copy=False) if metadata is None else metadata,
             parent_config=self._config(t, parent_id, record.get("parent"), head) if parent_id else None,
-            pending_writes=self._writes(t, seq, lg["checkpoint_id"]) if writes is None else writes,
+            pending_writes=self._writes(t, seq, found["checkpoint_id"]) if writes is None else writes,
         )
 
-    def _config(self, t: _Thread, checkpoint_id: str, seq: int | None, head: int) -> RunnableConfig:
+    def _config(self, t: Thread, checkpoint_id: str, seq: int | None, head: int) -> RunnableConfig:
         configurable: dict[str, Any] = {"thread_id": t.thread_id, "checkpoint_ns": t.ns, "checkpoint_id": checkpoint_id}
         if seq is not None:
             configurable[MARK] = [seq, head]
         return {"configurable": configurable}
 
-    def _writes(self, t: _Thread, seq: int, checkpoint_id: str, h: History | None = None) -> list[tuple[str, str, Any]]:
+    def _writes(self, t: Thread, seq: int, checkpoint_id: str, h: History | None = None) -> list[tuple[str, str, Any]]:
         """A checkpoint's pending writes in LangGraph's order: its objects, and those folded into the next record."""
         prefix = writes_prefix(t.chain.segment, checkpoint_id)
         found = self._pending.read(prefix, lambda: _folded(self._record(t, seq + 1, h), checkpoint_id))

@@ -6,7 +6,9 @@ place and the directory is fsynced, so a key is never visible half-written:
 - `put_if_absent` moves with `os.link`, which fails when the name exists: any number of threads or processes
   racing to create one key, exactly one wins. This is the checkpoint commit point.
 - A fenced commit (a writer's lease, see `Store.commit`) compares the lease file and links its commit key
-  under the store lock, which every lease change takes as well: the check and the commit are one step.
+  under the store lock, which every lease change takes as well: the check and the commit are one step. A commit
+  with a floor reads the floor under that lock too, before the link (every floor change takes it), so a commit
+  that landed is never mistaken for one refused by the floor.
 - `put` moves with `os.replace`. Overwrites, compare-and-sets and deletes hold an exclusive `flock` on
   `<root>/.lock`, so a compare-and-set never interleaves with another writer of the same store.
 - `put_hint` does the same without any fsync: a hint may be lost or stale after a crash.
@@ -33,7 +35,18 @@ except ImportError:  # pragma: no cover - Windows; FileStore writes then fail wi
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import FenceMismatch, StorageError
-from .base import _SEGMENT, ANY, Fence, Floor, Store, check_bytes, check_commit, check_key, check_prefix
+from .base import (
+    _SEGMENT,
+    ANY,
+    Fence,
+    Floor,
+    Store,
+    check_bytes,
+    check_commit,
+    check_key,
+    check_prefix,
+    floor_value,
+)
 from .modes import dir_mode, file_mode
 
 TEMP_PREFIX = ".tmp-"
@@ -80,16 +93,18 @@ class FileStore(Store):
         with self._translate("read", key, writing=False):
             return _read(self.root / key)
 
-    def _put_if_absent(self, key: str, data: bytes, fence: Fence | None = None) -> bool:
+    def _put_if_absent(self, key: str, data: bytes, fence: Fence | None = None, floor: Floor | None = None) -> bool:
         path = self.root / key
         with self._translate("create", key):
             tmp = self._write_temp(path.parent, data, sync=True)
             try:
-                # With a fence, the check and the link happen under the store lock, which every change of a
-                # lease takes too: no takeover can fall between them.
-                with self._locked() if fence is not None else nullcontext():
+                # With a fence or a floor, the checks and the link happen under the store lock, which every change
+                # of a lease or a floor takes too: no takeover, and no pack, can fall between them.
+                with self._locked() if fence is not None or floor is not None else nullcontext():
                     if fence is not None and _read(self.root / fence[0]) != fence[1]:
                         raise FenceMismatch(fence[0])
+                    if floor is not None and floor_value(_read(self.root / floor[0]), floor[0]) >= floor[1]:
+                        return False
                     os.link(tmp, path)
             except FileExistsError:
                 if path.is_dir():
@@ -197,7 +212,10 @@ class FileStore(Store):
                 for object_key, object_data in objects:
                     self._place(object_key, object_data)
                 _syncfs(self.root)
-        if not self._put_if_absent(key, data, fence) or self.undo_below_floor(key, floor):
+        # The floor is read before the link, under the lock: checked after it (as `Store.commit` does), a floor
+        # raised by a writer that packed this very record, just linked, would look like a floor that was there
+        # first, and a commit that landed would be reported as a conflict.
+        if not self._put_if_absent(key, data, fence, floor):
             return False
         for hint_key, hint_data in hints:
             self.put_hint(hint_key, hint_data)

@@ -5,7 +5,8 @@ Subclass it in a backend's test file and provide fixtures:
 - `store`: a fresh, empty store; close it after the test.
 - `store_factory`: a zero-argument callable opening another handle on the same underlying store.
 - `store_url` (optional): a URL another process opens with `safepoint.stores.open_store`; it defaults to
-  `store.url`. Return None for stores that live in one process; the multi-process tests then skip.
+  `store.url`. Return None for stores that live in one process; the multi-process tests then skip, and the
+  commit race (`commit_race.py`: eight writers without leases on one session) runs in threads instead.
 
 Override `raw_get` / `raw_put` to read and write behind the store's back, so the suite also checks results
 against ground truth (what is on disk or in the table) rather than only against the store itself.
@@ -28,6 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 from ..stores.base import Store
 from ..stores.memory import MemoryStore
+from .commit_race import CommitRaceTests
 
 INVALID_KEYS = ["", "../x", "a//b", ".hidden", "a\x00b", "a b", "a/", "/a", "a/../b", "x" * 201, "a\nb"]
 BIG = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB, every byte value
@@ -58,7 +60,7 @@ def _race_put_if_absent(url: str, key: str, value: bytes, barrier: Any, results:
         results.put((value, f"{type(exc).__name__}: {exc}"))
 
 
-class StoreTests:
+class StoreTests(CommitRaceTests):
     """Behaviour every `Store` must have. Subclass with `store` and `store_factory` fixtures."""
 
     @pytest.fixture
