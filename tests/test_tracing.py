@@ -285,8 +285,9 @@ def test_log_events_carry_their_fields_and_no_state(repo: sp.Repository, caplog:
 
 
 def run_child(code: str, *args: str, block_otel: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh interpreter, where `import opentelemetry` fails as if the package were absent."""
-    prelude = "import sys\nsys.modules['opentelemetry'] = None  # as if not installed\n" if block_otel else ""
+    """Run `code` in a fresh interpreter, where (unless `block_otel` is False) `import opentelemetry` fails as if
+    the package were absent."""
+    prelude = "import sys\n" + ("sys.modules['opentelemetry'] = None  # as if not installed\n" if block_otel else "")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SAFEPOINT_LOG", None)
     return subprocess.run(
@@ -327,6 +328,35 @@ def test_everything_works_without_opentelemetry(tmp_path: Path) -> None:
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["completed", "True", "failed"]
+
+
+def test_spans_start_recording_once_the_program_sets_a_tracer_provider(tmp_path: Path) -> None:
+    child = run_child(
+        """
+        import safepoint as sp
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from safepoint.core import tracing
+
+        repo = sp.open(sys.argv[1])
+        with repo.session("before") as s:
+            s.step("one", lambda: 1)
+        assert tracing.span("safepoint.step", {}) is tracing.NO_SPAN  # the API alone: no provider, nothing made
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)  # after safepoint was imported and had saved
+        with repo.session("after") as s:
+            s.step("one", lambda: 1)
+        print(sorted(span.name for span in exporter.get_finished_spans()))
+        """,
+        str(tmp_path / "store"),
+        block_otel=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "['safepoint.save', 'safepoint.step']"
 
 
 def test_the_cli_prints_json_log_lines_to_stderr(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ discarded record finds the floor above its seq and gets ConflictError, as it wou
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -288,19 +289,17 @@ class Chain:
     # --- writing --------------------------------------------------------------------------------
     def commit(self, doc: dict[str, Any], **fields: Any) -> Saved:
         """Commit `doc` as checkpoint `seq` (see `_commit`), traced as span `safepoint.save` and logged."""
+        if tracing.idle() and not _log.isEnabledFor(logging.DEBUG):
+            return self._commit(doc, **fields)  # nobody listens: what to tell them is not even worked out
         attributes = {"safepoint.session.id": self.id, "safepoint.seq": fields["seq"], "safepoint.store": self.kind}
         with tracing.span("safepoint.save", attributes) as span:
             saved = self._commit(doc, **fields)
-            checkpoint, size = saved.checkpoint, self.last_written
+            checkpoint, size, status = saved.checkpoint, self.last_written, str(saved.checkpoint.status)
             span.set_attributes(
-                {
-                    "safepoint.save.bytes": size,
-                    "safepoint.status": str(checkpoint.status),
-                    "safepoint.save.delta": saved.chain > 0,
-                }
+                {"safepoint.save.bytes": size, "safepoint.status": status, "safepoint.save.delta": saved.chain > 0}
             )
-        event = {"session": self.id, "seq": checkpoint.seq, "step": checkpoint.step, "status": str(checkpoint.status)}
-        _log.debug("session %r: saved seq %d (%d bytes)", self.id, checkpoint.seq, size, extra={**event, "bytes": size})
+        event = {"session": self.id, "seq": checkpoint.seq, "step": checkpoint.step, "status": status, "bytes": size}
+        _log.debug("session %r: saved seq %d (%d bytes)", self.id, checkpoint.seq, size, extra=event)
         return saved
 
     def _commit(
