@@ -11,7 +11,7 @@ installed), `api` imports the API with no tracer provider set (the no-op default
 configured nothing), `sdk` sets an SDK TracerProvider with a SimpleSpanProcessor into an InMemorySpanExporter
 (tracing on, nothing sent over a network). In each, one session's checkpoints are committed alternately through
 `Chain.commit` (the traced save: span `safepoint.save`, its attributes and a DEBUG log event, the logger
-disabled as by default) and `Chain._commit` (the same commit without any of it), on a memory:// store (the
+disabled as by default) and `Chain._commit` (the same commit without any of it), in pairs in random order, on a memory:// store (the
 fastest save, so the largest relative cost) and on a directory store (fsync'd, the usual case). The overhead is
 measured apart, as the medians of two noisy saves differ by more than it: `Chain.commit` timed around a
 `_commit` that returns at once, less that `_commit` alone; its share is of the median untraced save. Also: the
@@ -103,6 +103,7 @@ def child(mode: str, root: Path, saves: int) -> dict[str, Any]:
         state = make_agent_state(1 * KIB, words)
         mutate = Mutator(state, words)
         previous, seq = None, 0
+        order = random.Random(11)
         traced: list[float] = []
         untraced: list[float] = []
         gc.collect()
@@ -110,7 +111,9 @@ def child(mode: str, root: Path, saves: int) -> dict[str, Any]:
             mutate.change_values(3)
             seq += 1
             fields = dict(seq=seq, parent=seq - 1 or None, step="step", status=sp.Status.RUNNING)
-            commit = chain.commit if (i // 2 + i % 2) % 2 == 0 else chain._commit  # in pairs, the order swapped
+            if i % 2 == 0:  # in pairs, in random order: keyframes (every 32nd save) fall on either side
+                pair = [chain.commit, chain._commit] if order.random() < 0.5 else [chain._commit, chain.commit]
+            commit = pair[i % 2]
             start = time.perf_counter()
             previous = commit({"state": state, "runtime": {}}, **fields, schema_version=1, meta={}, previous=previous)
             took = time.perf_counter() - start

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,12 +32,12 @@ _EXPORTER = InMemorySpanExporter()
 @pytest.fixture()
 def spans() -> Iterator[InMemorySpanExporter]:
     """The spans finished during the test: the SDK provider is set once per process (OpenTelemetry allows one)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
     provider = trace.get_tracer_provider()
-    if not getattr(provider, "_safepoint_test", False):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    if not getattr(provider, "_safepoint_test", False):  # once, also on a provider another test module set
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))  # type: ignore[attr-defined]
         provider._safepoint_test = True  # type: ignore[attr-defined]
-        trace.set_tracer_provider(provider)
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
@@ -397,3 +398,14 @@ def test_the_cli_prints_json_log_lines_to_stderr(tmp_path: Path) -> None:
 
     bad = run_child("import os; os.environ['SAFEPOINT_LOG'] = 'loud'\n" + cli, "--store", str(store), "ls")
     assert bad.returncode != 0 and "SAFEPOINT_LOG='loud'" in bad.stderr
+
+
+def test_the_example_of_docs_observability_runs_and_prints_its_spans() -> None:
+    text = (ROOT / "docs" / "observability.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    child = run_child(example, block_otel=False)
+    assert child.returncode == 0, child.stderr
+    names = re.findall(r'"name": "(safepoint\.[a-z_]+)"', child.stdout)  # ConsoleSpanExporter's JSON
+    assert names.count("safepoint.run") == 2
+    assert names.count("safepoint.save") == 7  # 4 in the first run, the answer, 2 in the second
+    assert {"safepoint.step", "safepoint.effect", "safepoint.wait_for"} <= set(names)
