@@ -22,6 +22,7 @@ the memory store and 0.5% on the directory store.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import random
@@ -143,9 +144,9 @@ def main() -> int:
         tmp_dir=True,
         strict="exit 1 when a target is missed",
     )
-    options.add_argument("--child", choices=MODES, help=argparse_hidden())
-    options.add_argument("--root", help=argparse_hidden())
-    options.add_argument("--saves", type=int, help=argparse_hidden())
+    options.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    options.add_argument("--root", help=argparse.SUPPRESS)
+    options.add_argument("--saves", type=int, help=argparse.SUPPRESS)
     args = options.parse_args()
     if args.child:
         print(json.dumps(child(args.child, Path(args.root), args.saves)))
@@ -209,12 +210,6 @@ def main() -> int:
     text = markdown(report, header, args.quick, elapsed).replace("## Results,", "## Tracing and logs: the cost,", 1)
     write_out(text, args.out)
     return 1 if args.strict and not all(c.passed for c in report.checks) else 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
