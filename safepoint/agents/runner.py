@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core import codec
+from ..core import codec, tracing
 from ..errors import AgentNotRegistered, ConfigDrift, Interrupted, StepFailed, Suspended
 from ..model import AgentState, Status
 from ..runtime.steps import now
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ..session import Session
 
 Agent = Callable[["Session"], Any]
+
+_log = tracing.logger("runtime")
 
 #: Agents registered with `@agent`, by name: what `safepoint resume` and `safepoint worker` can run.
 AGENTS: dict[str, Agent] = {}
@@ -125,7 +127,36 @@ def run(
     repo = store if isinstance(store, Repository) else Repository(store)
     name = agent_name(fn)
     schema = schema or getattr(fn, "__safepoint_schema__", AgentState)
-    with repo.session(session_id, agent=name, schema=schema, **session_options) as s:
+    attributes = {"safepoint.session.id": session_id, "safepoint.agent": name}
+    with tracing.span("safepoint.run", attributes) as span:
+        result = _run(fn, repo, session_id, name, schema, input, session_options, span)
+        span.set_attributes(
+            {
+                "safepoint.status": str(result.status),
+                "safepoint.seq": result.seq,
+                "safepoint.run.replayed_steps": result.replayed_steps,
+                "safepoint.input.name": result.waiting_for[0] if result.waiting_for else None,
+                "safepoint.run.interrupted": result.interrupted or None,
+            }
+        )
+        event = {"session": result.session, "agent": name, "status": str(result.status), "seq": result.seq}
+        if result.status == Status.FAILED:
+            span.fail(tracing.scrub(result.error or "failed"))
+            _log.error("session %r: run failed at seq %d", result.session, result.seq, extra=event)
+        elif result.status == Status.WAITING:
+            _log.info("session %r: run suspended, waiting for %s", result.session, result.waiting_for[0], extra=event)
+        else:
+            _log.info("session %r: run stopped, %s at seq %d", result.session, result.status, result.seq, extra=event)
+        return result
+
+
+def _run(
+    fn: Agent, repo: Repository, session_id: str, name: str, schema: Any, input: Any, options: dict, span: Any
+) -> RunResult:
+    with repo.session(session_id, agent=name, schema=schema, **options) as s:
+        span.set_attribute("safepoint.run.resumed", not s.is_new)
+        event = {"session": s.id, "agent": name, "seq": s.seq}
+        _log.info("session %r: run %s (agent %r)", s.id, "started" if s.is_new else "resumed", name, extra=event)
         s.runtime["agent"] = {"name": name, "entrypoint": f"{fn.__module__}:{fn.__qualname__}"}
         if input is not None and s.is_new:
             s.runtime["input"] = codec.loads(codec.dumps(input, root="the run's input"))
@@ -148,6 +179,7 @@ def run(
         except Exception as exc:
             s.runtime["error"] = {"error": f"{type(exc).__name__}: {exc}"[:2000], "at": now()}
             s.save(step=s.last_step, status=Status.FAILED)
+            _log.error("session %r: agent raised %s", s.id, tracing.describe(exc), extra={**event, "status": "failed"})
             raise
         s.runtime["result"] = codec.copy(value, root="the agent's result", tuples=True)
         s.runtime.pop("error", None)

@@ -8,6 +8,7 @@ The commands live in the `*_commands` modules beside this one; `safepoint.cli` i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -27,8 +28,11 @@ from ..model import Checkpoint
 from ..repository import Repository
 from ..repository import open as open_repository
 from ..stores import DEFAULT_URL
+from . import logs
 
-GLOBALS_HINT = "Global options --store URL and --debug may come before or after the command."
+GLOBALS_HINT = (
+    "Global options --store URL, --debug, --log-level LEVEL and --log-json may come before or after the command."
+)
 
 
 class _Group(TyperGroup):
@@ -49,7 +53,8 @@ class _Group(TyperGroup):
 
 
 def _hoist_global_options(args: list[str]) -> list[str]:
-    """Move `--store URL`, `--store=URL` and `--debug` in front of the command name (not past `--`)."""
+    """Move `--store URL`, `--store=URL`, `--debug` and the logging options in front of the command name (not past
+    `--`)."""
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -58,9 +63,9 @@ def _hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(args[i:])
             break
-        if arg == "--debug" or arg.startswith("--store="):
+        if arg in ("--debug", "--log-json") or arg.startswith(("--store=", "--log-level=")):
             front.append(arg)
-        elif arg == "--store" and i + 1 < len(args):
+        elif arg in ("--store", "--log-level") and i + 1 < len(args):
             front.extend(args[i : i + 2])
             i += 1
         else:
@@ -99,7 +104,17 @@ def _global(
         ),
     ] = DEFAULT_URL,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="Print safepoint's log events at LEVEL and above to stderr (or set SAFEPOINT_LOG=LEVEL[,json]).",
+        ),
+    ] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Print log events as JSON lines.")] = False,
 ) -> None:
+    logs.setup(log_level, log_json, os.environ.get("SAFEPOINT_LOG", ""))
     ctx.obj = _Options(store, debug)
 
 

@@ -24,6 +24,7 @@ discarded record finds the floor above its seq and gets ConflictError, as it wou
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -43,9 +44,11 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import artifacts, codec, delta, gc_guard, open_sessions, redact, session_index
+from . import artifacts, codec, delta, gc_guard, open_sessions, redact, session_index, tracing
 from .session_ids import MAX_ID_LENGTH, check_session_id, session_segment  # noqa: F401 - re-exported
 from .tree import TreeReader, TreeWriter, size_inline
+
+_log = tracing.logger("store")
 
 KEYFRAME_EVERY = 32
 # Deltas since the keyframe may add up to this much before a new keyframe (or the state's size, if larger).
@@ -98,6 +101,8 @@ class Chain:
         self.gc_watch = gc_guard.GcWatch(store)
         self.redactor = redact.policy(store)
         self.last_attempt: str | None = None  # checksum of the record the last commit() tried to write
+        self.last_written = 0  # bytes the last commit() wrote: its record and new objects
+        self.kind = tracing.store_kind(store)
         self._floor: int | None = None  # the packed floor as last read (None: read it before trusting it)
         self._pack: tuple[str, dict[int, bytes]] | None = None  # the last pack read: key, seq -> record JSON
         self._written: dict[int, bytes] = {}  # records (their JSON) this writer committed since its keyframe
@@ -282,7 +287,22 @@ class Chain:
         return top, doc
 
     # --- writing --------------------------------------------------------------------------------
-    def commit(
+    def commit(self, doc: dict[str, Any], **fields: Any) -> Saved:
+        """Commit `doc` as checkpoint `seq` (see `_commit`), traced as span `safepoint.save` and logged."""
+        if tracing.idle() and not _log.isEnabledFor(logging.DEBUG):
+            return self._commit(doc, **fields)  # nobody listens: what to tell them is not even worked out
+        attributes = {"safepoint.session.id": self.id, "safepoint.seq": fields["seq"], "safepoint.store": self.kind}
+        with tracing.span("safepoint.save", attributes) as span:
+            saved = self._commit(doc, **fields)
+            checkpoint, size, status = saved.checkpoint, self.last_written, str(saved.checkpoint.status)
+            span.set_attributes(
+                {"safepoint.save.bytes": size, "safepoint.status": status, "safepoint.save.delta": saved.chain > 0}
+            )
+        event = {"session": self.id, "seq": checkpoint.seq, "step": checkpoint.step, "status": status, "bytes": size}
+        _log.debug("session %r: saved seq %d (%d bytes)", self.id, checkpoint.seq, size, extra=event)
+        return saved
+
+    def _commit(
         self,
         doc: dict[str, Any],
         *,
@@ -366,6 +386,7 @@ class Chain:
                 break
         # Stores that pack records compress them in the pack, off the save path.
         sealed = codec.seal(payload, compress=not self.store.pack_records)
+        self.last_written = len(sealed) + sum(len(blob) for blob in objects.values())
         self.last_attempt = codec.payload_digest(sealed)
         hints = [(self.head_key, f"{seq:012d}".encode())] if self.store.head_hints else []  # fixed width: no tail
         hints.append(self.summary.hint({**record, "_checksum": self.last_attempt}, doc.get("runtime"), created_at))

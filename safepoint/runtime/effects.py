@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..core import codec
+from ..core import codec, tracing
 from ..core.history import Chain
 from ..errors import InvalidAnswer
 from ..model import Status
@@ -24,6 +24,8 @@ from .context import RunContext
 from .inputs import pending
 from .steps import now
 from .wake import wake
+
+_log = tracing.logger("runtime")
 
 
 class _NotDone:
@@ -46,18 +48,30 @@ def run_effect(
     reconcile: Callable[[str], Any] | None,
 ) -> Any:
     session.ensure_open()  # before the effect runs: a closed session could not record it
-    effects = session.runtime.setdefault("effects", {})
-    record = effects.get(key)
-    if record is not None and record["status"] == "done":
-        return record["result"]
-    if record is not None and record["status"] == "intent":
-        outcome = _resolve_in_doubt(session, key, record, reconcile)
-        if outcome is not NOT_DONE:
-            return _record_done(session, key, outcome, resolved=True)
-    effects[key] = intent_record(record)
-    session.save(step=f"effect {key}: intent")  # durable before the world is touched
-    result = fn(*args, **kwargs)
-    return _record_done(session, key, result)
+    with tracing.span("safepoint.effect", {"safepoint.session.id": session.id, "safepoint.effect.key": key}) as span:
+        effects = session.runtime.setdefault("effects", {})
+        record = effects.get(key)
+        if record is not None and record["status"] == "done":
+            span.set_attribute("safepoint.effect.outcome", "replayed")
+            return record["result"]
+        if record is not None and record["status"] == "intent":
+            span.set_attribute("safepoint.effect.outcome", "in_doubt")  # until it is settled, below
+            _log.warning(
+                "session %r: effect %r is in doubt (started, result never recorded)",
+                session.id,
+                key,
+                extra={"session": session.id, "effect": key, "outcome": "in_doubt", "reconcile": reconcile is not None},
+            )
+            outcome = _resolve_in_doubt(session, key, record, reconcile)
+            if outcome is not NOT_DONE:
+                span.set_attribute("safepoint.effect.outcome", "resolved")
+                return _record_done(session, key, outcome, resolved=True)
+        effects[key] = intent_record(record)
+        span.set_attribute("safepoint.effect.attempt", effects[key]["attempt"])
+        session.save(step=f"effect {key}: intent")  # durable before the world is touched
+        result = fn(*args, **kwargs)
+        span.set_attribute("safepoint.effect.outcome", "executed")
+        return _record_done(session, key, result)
 
 
 def _resolve_in_doubt(

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
-from ..core import codec
+from ..core import codec, tracing
 from ..core.history import Chain
 from ..errors import InvalidAnswer, SafepointError
 from ..model import Status
@@ -38,21 +38,26 @@ def json_schema(schema: Any) -> dict[str, Any] | None:
 def wait_for(
     session: RunContext, name: str, prompt: str, schema: Any = None, timeout: float | None = None, default: Any = None
 ) -> Any:
-    inputs = session.runtime.setdefault("inputs", {})
-    request = inputs.get(name)
-    if request is not None and "answer" not in request and timers.overdue(request):
-        request.update(answer=default, answered_at=now(), by="timeout")  # nobody answered in time
-    if request is not None and "answer" in request:
-        answer = request["answer"]
-        if isinstance(schema, type) and issubclass(schema, BaseModel) and request.get("by") != "timeout":
-            return schema.model_validate(answer)
-        return answer
-    if request is None:  # asked again by a resume that found no answer: the same request, nothing new to save
-        request = inputs[name] = {"prompt": prompt, "schema": json_schema(schema), "asked_at": now()}
-        if timeout is not None:
-            request["deadline"] = (timers.now() + timedelta(seconds=max(0.0, timeout))).isoformat()
-    session.runtime["ready"] = False
-    timers.suspend(session, f"waiting for {name}", prompt, name)
+    with tracing.span("safepoint.wait_for", {"safepoint.session.id": session.id, "safepoint.input.name": name}) as span:
+        inputs = session.runtime.setdefault("inputs", {})
+        request = inputs.get(name)
+        if request is not None and "answer" not in request and timers.overdue(request):
+            request.update(answer=default, answered_at=now(), by="timeout")  # nobody answered in time
+        if request is not None and "answer" in request:
+            span.set_attribute("safepoint.input.outcome", "timed_out" if request.get("by") == "timeout" else "answered")
+            answer = request["answer"]
+            if isinstance(schema, type) and issubclass(schema, BaseModel) and request.get("by") != "timeout":
+                return schema.model_validate(answer)
+            return answer
+        if request is None:  # asked again by a resume that found no answer: the same request, nothing new to save
+            request = inputs[name] = {"prompt": prompt, "schema": json_schema(schema), "asked_at": now()}
+            if timeout is not None:
+                request["deadline"] = (timers.now() + timedelta(seconds=max(0.0, timeout))).isoformat()
+        session.runtime["ready"] = False
+        span.set_attributes(
+            {"safepoint.input.outcome": "suspended", "safepoint.input.deadline": request.get("deadline")}
+        )
+        timers.suspend(session, f"waiting for {name}", prompt, name)
 
 
 def pending(runtime: dict[str, Any]) -> dict[str, dict[str, Any]]:

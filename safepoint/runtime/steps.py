@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from ..core import codec
+from ..core import codec, tracing
 from ..core.loaded import loaded
 from ..errors import Interrupted, NotSerializable, StepFailed
 from ..model import Status
@@ -37,6 +37,8 @@ current_session: contextvars.ContextVar[RunContext | None] = contextvars.Context
 _current_usage: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "safepoint_usage", default=None
 )
+
+_log = tracing.logger("runtime")
 
 #: Set by a worker on SIGTERM: no new step starts; the run stops with everything saved.
 shutdown_requested = threading.Event()
@@ -79,11 +81,45 @@ def run_step(
 ) -> Any:
     """Return the recorded output of step `name`, or run `fn` (with retries), record it and checkpoint."""
     session.ensure_open()  # before `fn` runs: a closed session could not record what it did
-    steps = session.runtime.setdefault("steps", {})
-    record = steps.get(name)
-    if record is not None and record.get("status") == "done":
-        _count_replay(session, record)
-        return _typed(record)
+    with tracing.span("safepoint.step", {"safepoint.session.id": session.id, "safepoint.step.name": name}) as span:
+        steps = session.runtime.setdefault("steps", {})
+        record = steps.get(name)
+        if record is not None and record.get("status") == "done":
+            _count_replay(session, record)
+            span.set_attributes(_outcome("replayed", record))
+            _log.debug("session %r: step %r replayed", session.id, name, extra=_event(session, name, "replayed"))
+            return _typed(record)
+        output = _execute(session, name, fn, args, kwargs, retry, record, span)
+        span.set_attributes(_outcome("executed", session.runtime["steps"][name]))
+        _log.debug("session %r: step %r executed", session.id, name, extra=_event(session, name, "executed"))
+        return output
+
+
+def _outcome(outcome: str, record: dict[str, Any]) -> dict[str, Any]:
+    usage = record.get("usage") or {}
+    return {
+        "safepoint.step.outcome": outcome,
+        "safepoint.step.attempts": record.get("attempts"),
+        "safepoint.usage.tokens": usage.get("tokens"),
+        "safepoint.usage.cost": usage.get("cost"),
+    }
+
+
+def _event(session: RunContext, name: str, outcome: str, **fields: Any) -> dict[str, Any]:
+    return {"session": session.id, "step": name, "outcome": outcome, **fields}
+
+
+def _execute(
+    session: RunContext,
+    name: str,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    retry: RetryPolicy | None,
+    record: dict[str, Any] | None,
+    span: Any,
+) -> Any:
+    steps = session.runtime["steps"]
     if shutdown_requested.is_set():
         raise Interrupted(f"session {session.id!r}: shutdown requested; stopped before step {name!r}, all saved")
     policy = retry or session.retry or NO_RETRY
@@ -93,6 +129,16 @@ def run_step(
 
     def on_retry(attempt: int, exc: BaseException) -> None:
         steps[name] = {"status": "retrying", "attempts": previous_attempts + attempt, "error": _describe(exc)}
+        error = tracing.scrub(steps[name]["error"])
+        span.add_event("safepoint.retry", {"safepoint.step.attempt": attempt, "safepoint.error": error})
+        _log.warning(
+            "session %r: step %r attempt %d failed, retrying: %s",
+            session.id,
+            name,
+            attempt,
+            error,
+            extra=_event(session, name, "retrying", attempt=attempt, error=error),
+        )
 
     try:
         result, attempts = policy.call(fn, args, kwargs, on_retry)
@@ -104,6 +150,16 @@ def run_step(
         session.runtime["error"] = {"step": name, **steps[name]}
         _add(session.runtime.setdefault("usage", {}), **usage)
         session.save(step=name, status=Status.FAILED)
+        error = tracing.scrub(steps[name]["error"])
+        _log.error(
+            "session %r: step %r failed after %d attempt(s): %s",
+            session.id,
+            name,
+            attempts,
+            error,
+            extra=_event(session, name, "failed", attempts=attempts, error=error),
+        )
+        span.set_attributes({"safepoint.step.outcome": "failed", "safepoint.step.attempts": attempts})
         raise StepFailed(
             f"session {session.id!r}: step {name!r} failed after {attempts} attempt(s): {_describe(exc)}; "
             "the session is saved as failed and a resume retries this step, not the ones before it"
