@@ -147,7 +147,8 @@ class Repository:
 
     def sessions(self) -> list[SessionInfo]:
         """Every session in the store, newest activity first (from the summary index, checked against the chains)."""
-        return [session_index.to_info(doc) for doc in sorted(self._index(), key=session_index.updated_at, reverse=True)]
+        docs = sorted(self._index(exact=True), key=session_index.updated_at, reverse=True)  # (never a followed copy)
+        return [session_index.to_info(doc) for doc in docs]
 
     def session_ids(self) -> Iterator[str]:
         """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
@@ -492,8 +493,8 @@ class Repository:
         self._mirror = session_index.Mirror(self.store, self._refresh_entry, max_age)
         return self._mirror
 
-    def _index(self) -> list[dict[str, Any]]:
-        if self._mirror is not None:
+    def _index(self, *, exact: bool = False) -> list[dict[str, Any]]:
+        if self._mirror is not None and not exact:
             return self._mirror.docs()
         docs = session_index.entries(self.store, self._refresh_entry, self._index_cache)
         return current_entries(self.store, docs, self._refresh_entry)  # exact: no entry behind its chain

@@ -110,6 +110,17 @@ def test_a_deleted_session_is_not_listed(repo: sp.Repository) -> None:
     assert "asks" not in [i.id for i in repo.sessions()] and listed(repo) == truth(repo)
 
 
+def test_sessions_are_exact_beside_a_followed_copy(repo: sp.Repository) -> None:
+    with repo.session("s", agent="a") as s:
+        s.save("one")
+    repo.follow_index(max_age=3600)  # a dashboard's copy of the index, re-read only when an hour old
+    assert [s.info.seq for s in repo.summaries()] == [1]
+    with repo.session("s", agent="a") as s:
+        s.save("two")
+    assert [s.info.seq for s in repo.summaries()] == [1]  # the page lists from its copy (its choice)
+    assert [i.seq for i in repo.sessions()] == [2]  # sessions() (MCP's list, scripts) reads the store
+
+
 def cli(store: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "safepoint", "--store", store, *args], capture_output=True, text=True, check=True
