@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
+from .core.index_check import current as current_entries
 from .core.loaded import loaded
 from .core.migrations import Migrations
 from .core.paths import assign
@@ -145,9 +146,9 @@ class Repository:
         return _with_head(info, chain.checkpoint(head) if head else None)
 
     def sessions(self) -> list[SessionInfo]:
-        """Every session in the store, newest activity first."""
-        found = [self.info(session_id) for session_id in self.session_ids()]
-        return sorted(found, key=lambda i: i.updated_at, reverse=True)
+        """Every session in the store, newest activity first (from the summary index, checked against the chains)."""
+        docs = sorted(self._index(exact=True), key=session_index.updated_at, reverse=True)  # (never a followed copy)
+        return [session_index.to_info(doc) for doc in docs]
 
     def session_ids(self) -> Iterator[str]:
         """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
@@ -492,10 +493,11 @@ class Repository:
         self._mirror = session_index.Mirror(self.store, self._refresh_entry, max_age)
         return self._mirror
 
-    def _index(self) -> list[dict[str, Any]]:
-        if self._mirror is not None:
+    def _index(self, *, exact: bool = False) -> list[dict[str, Any]]:
+        if self._mirror is not None and not exact:
             return self._mirror.docs()
-        return session_index.entries(self.store, self._refresh_entry, self._index_cache)
+        docs = session_index.entries(self.store, self._refresh_entry, self._index_cache)
+        return current_entries(self.store, docs, self._refresh_entry)  # exact: no entry behind its chain
 
     def _refresh_entry(self, info_key: str) -> dict[str, Any] | None:
         """The rebuilt index entry of the session recorded under `info_key`; None when that record is damaged."""

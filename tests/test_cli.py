@@ -498,7 +498,9 @@ def test_demo_crash_and_resume_in_a_real_process(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at seq 2: 2 steps replayed from checkpoints" in resumed.stdout
     assert "step  1/13" not in resumed.stdout and "step  3/13 extract:grid-impacts.txt" in resumed.stdout
-    assert (tmp_path / "demo-outbox.db").exists()  # next to the default store
+    # Inside the directory store, hidden from its keys: nothing left in the working directory.
+    assert (tmp_path / "store" / ".demo-outbox.db").exists() and not (tmp_path / "demo-outbox.db").exists()
+    assert not [key for key in sp.open(tmp_path / "store").store.list() if "outbox" in key]
 
     history = runner.invoke(app, ["history", "d1", "--json"], env={"SAFEPOINT_STORE": env["SAFEPOINT_STORE"]})
     steps = [row["step"] for row in json.loads(history.stdout)]

@@ -70,6 +70,21 @@ def test_a_session_crashed_before_its_first_checkpoint_is_run_by_a_worker_and_by
     assert repo.load("c2").runtime["result"] == "done"
 
 
+def test_a_session_crashed_before_its_first_checkpoint_is_run_by_safepoint_run(repo: sp.Repository) -> None:
+    child = f"""
+        import os, safepoint as sp
+        repo = sp.open({repo.url!r})
+        s = repo.session("c3", agent="lc-plain", schema=dict, lease_ttl=1)
+        os._exit(9)  # dies holding the lease, before any checkpoint
+    """
+    assert subprocess.run([sys.executable, "-c", textwrap.dedent(child)]).returncode == 9
+    assert repo.info("c3").head is None
+    time.sleep(1.2)  # the dead process's lease expires
+    done = runner.invoke(app, ["--store", repo.url, "run", "lc-plain", "--session", "c3", "--json"])
+    assert done.exit_code == 0, done.output
+    assert (json.loads(done.output)["status"], repo.load("c3").runtime["result"]) == ("completed", "done")
+
+
 def test_a_timer_wakes_through_a_worker_started_after_the_sleep(repo: sp.Repository) -> None:
     first = sp.run(sleeper, "t1", store=repo)
     assert first.status == sp.Status.WAITING

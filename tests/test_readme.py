@@ -8,7 +8,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_python_snippets_run(tmp_path, monkeypatch):
+def test_readme_python_snippets_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")  # the SDK would send traces when a key is set
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -17,6 +17,10 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(README), "exec", dont_inherit=True), namespace)  # noqa: S102 - our own documentation
     assert namespace["checkpoint"].seq == 1
+    printed = capsys.readouterr().out.splitlines()
+    # The quick tour's first prints, as its comments say (`ref.size` of b"# Market report\n..." is 19).
+    assert printed[0] == "1 writing running"
+    assert re.fullmatch(r"sha256:[0-9a-f]{8} 19", printed[1]), printed[:2]
     assert namespace["fork"].parent == {"session": "report-42", "seq": 1}
     assert len(namespace["charged"]) == 1  # Pydantic AI: the resumed run did not charge again
     assert namespace["reloaded_chat"].state == {"topic": "shoes", "user:plan": "pro"}  # ADK: temp: state not stored

@@ -54,9 +54,12 @@ def test_a_missing_damaged_or_stale_entry_heals_on_read(repo: sp.Repository) -> 
     repo.store.delete(session_index.key("gone"))
     repo.store.put(session_index.key("torn"), b"SPx garbage")
     repo.store.put(session_index.key("stale"), stale)  # a crash between the commit and its hint
-    assert {s.info.id: s.info.seq for s in repo.summaries()} == {"gone": 2, "torn": 2, "stale": 2}
+    # A listing checks every entry's head against its chain's commit keys (core.index_check): none is behind.
+    assert {s.info.id: s.info.seq for s in repo.summaries()} == {"gone": 2, "torn": 2, "stale": 3}
     assert entry(repo, "gone")["head"]["seq"] == 2 and entry(repo, "torn")["head"]["seq"] == 2
-    assert repo.summary("stale").info.seq == 3  # the session page reads the chain, and heals the entry
+    assert entry(repo, "stale")["head"]["seq"] == 3 and len(entry(repo, "stale")["gaps"]) == 2
+    repo.store.put(session_index.key("stale"), stale)
+    assert repo.summary("stale").info.seq == 3  # the session page reads the chain, and heals the entry too
     assert entry(repo, "stale")["head"]["seq"] == 3 and len(entry(repo, "stale")["gaps"]) == 2
 
 

@@ -45,14 +45,21 @@ def ls(
         list[Status] | None,
         typer.Option("--status", help="Only sessions whose head has this status (repeat for several)."),
     ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", metavar="NAME", help="Only sessions of this agent.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", metavar="TAG", help="Only sessions with this tag.")] = None,
 ) -> None:
-    """List the sessions in the store, most recently saved first."""
+    """List the sessions in the store, most recently saved first (from the summary index, checked against the
+    chains: a session saved a moment ago is never shown as it was before)."""
     repo = open_repo(ctx)
     if stuck:
         return _ls_stuck(repo, as_json)
-    infos = repo.sessions()
-    if status:
-        infos = [info for info in infos if info.head is not None and info.head.status in status]
+    infos = [
+        info
+        for info in repo.sessions()
+        if (not status or (info.head is not None and info.head.status in status))
+        and (agent is None or info.agent == agent)
+        and (tag is None or tag in info.tags)
+    ]
     if as_json:
         return print_json([info.to_dict() for info in infos])
     if not infos:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..stores.keys import generate
-from .app import command, fail, open_repo, spinner
+from .app import JsonFlag, command, fail, open_repo, print_json, spinner
 
 
 @command()
@@ -17,18 +17,22 @@ def keygen(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the key to FILE (mode 0600).")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"key": KEY}, or with -o {"key_file": PATH} (never the key).')
+    ] = False,
 ) -> None:
     """Make a new random AES-256 key (base64); use it as SAFEPOINT_KEY or in SAFEPOINT_KEY_FILE."""
     key = generate()
     if output is None:
-        typer.echo(key)
-        return
+        return print_json({"key": key}) if as_json else typer.echo(key)
     try:
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         fail(f"{output} exists; a key file is never overwritten (the store it opens would be lost)")
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
+    if as_json:
+        return print_json({"key_file": str(output.absolute())})
     typer.echo(f"wrote a new key to {output}")
 
 
@@ -38,6 +42,7 @@ def rekey(
     new_key_file: Annotated[
         Path, typer.Option("--new-key-file", metavar="FILE", help="The new key (from `safepoint keygen -o FILE`).")
     ],
+    as_json: JsonFlag = False,
 ) -> None:
     """Re-encrypt every value of the store (opened with SAFEPOINT_KEY / SAFEPOINT_KEY_FILE) under a new key.
 
@@ -47,6 +52,8 @@ def rekey(
     repo = open_repo(ctx)
     with spinner("re-encrypting") as progress:
         counts = repo.rekey(new_key_file, progress=progress)
+    if as_json:
+        return print_json({**counts, "key_file": str(new_key_file.absolute())})
     typer.echo(
         f"re-encrypted {counts['rewritten']} values under the new key ({counts['already']} were already, "
         f"{counts['plain']} seq hints stay plaintext); open the store with {new_key_file} from now on"

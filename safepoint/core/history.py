@@ -55,6 +55,11 @@ KEYFRAME_EVERY = 32
 DELTA_BUDGET = 64 * 1024
 
 
+def commit_key(segment: str, seq: int) -> str:
+    """The key whose creation commits checkpoint `seq` of the session stored under `segment`."""
+    return f"commits/{segment}/{seq:012d}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -109,7 +114,7 @@ class Chain:
         self.summary = session_index.Tracker(store, self.segment, self.info_key)  # its summary index entry
 
     def commit_key(self, seq: int) -> str:
-        return f"{self.prefix}{seq:012d}"
+        return commit_key(self.segment, seq)
 
     def pack_key(self, first: int, last: int) -> str:
         return f"{self.pack_prefix}{first:012d}-{last:012d}"

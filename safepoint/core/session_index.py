@@ -77,6 +77,7 @@ def entry(
             "checksum": record.get("_checksum", ""),
             "meta": record.get("meta") or {},
             "keyframe": "root" in record,
+            "format": record.get("format", FORMAT),
             "lease": record.get("lease"),
         }
     recent = times[-WINDOW:]
@@ -306,7 +307,7 @@ def _info(doc: dict[str, Any]) -> SessionInfo:
             step=head.get("step"),
             status=Status(head["status"]),
             schema_version=head.get("schema_version", 1),
-            format=doc.get("format", FORMAT),
+            format=head.get("format", doc.get("format", FORMAT)),
             checksum=head.get("checksum", ""),
             meta=head.get("meta") or {},
             keyframe=bool(head.get("keyframe")),

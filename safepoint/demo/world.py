@@ -15,8 +15,6 @@ import random
 import re
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +123,10 @@ class OpenAIModel:
         self.name, self.api_key, self.timeout = name, api_key, timeout
 
     def complete(self, task: str, prompt: str, material: dict[str, Any]) -> Reply:
+        # Imported here: urllib.request brings http, ssl and email, a tenth of every CLI command's start.
+        import urllib.error
+        import urllib.request
+
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         body = json.dumps({"model": self.name, "temperature": TEMPERATURE, "messages": messages}).encode()
         headers = {"Content-Type": "application/json"}
@@ -245,9 +247,12 @@ def _now() -> str:
 
 
 def default_outbox(repo: Repository) -> Path:
-    """`demo-outbox.db` next to the store (beside the `.safepoint` folder or the SQLite file), else here."""
-    for attribute in ("root", "path"):
-        place = getattr(repo.store, attribute, None)
-        if isinstance(place, Path):
-            return place.parent / "demo-outbox.db"
+    """Inside a directory store as the hidden `.demo-outbox.db` (the store ignores names that cannot be keys, and
+    the outbox goes wherever the store goes), beside a SQLite store's file as `demo-outbox.db`, else here."""
+    root = getattr(repo.store, "root", None)
+    if isinstance(root, Path):
+        return root / ".demo-outbox.db"
+    path = getattr(repo.store, "path", None)
+    if isinstance(path, Path):
+        return path.parent / "demo-outbox.db"
     return Path("demo-outbox.db").resolve()

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
 from ..core import codec, tracing
@@ -80,6 +79,8 @@ def deliver(chain: Chain, name: str, value: Any, *, by: str = "cli") -> int:
         )
     schema = waiting[name].get("schema")
     if schema is not None:
+        import jsonschema  # here, not at the top: importing it is a tenth of every CLI command's start
+
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:

@@ -187,6 +187,10 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """Those of `keys` that exist. Default: `exists` for each; stores with a query language ask once."""
+        return {key for key in keys if self.exists(key)}
+
     def last(self, prefix: str) -> str | None:
         """The greatest key starting with `prefix`, or None. Default: the end of `list(prefix)`."""
         keys = self.list(prefix)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import CorruptCheckpoint, EncryptionKeyError, FenceMismatch, StorageError
-from .base import ANY, ENCRYPTED_MAGIC, Fence, Floor, Listener, Store, check_commit
+from .base import ANY, ENCRYPTED_MAGIC, Fence, Floor, Listener, Store, check_commit, check_key
 from .keys import Key
 
 MAGIC = ENCRYPTED_MAGIC
@@ -249,6 +249,10 @@ class EncryptedStore(Store):
     # --- the fast paths, passed on encrypted -------------------------------------------------------------
     def exists(self, key: str) -> bool:
         return self.inner.exists(self.name(key))
+
+    def present(self, keys: Iterable[str]) -> set[str]:
+        names = {self.name(check_key(key)): key for key in keys}
+        return {names[name] for name in self.inner.present(names)}
 
     def last(self, prefix: str) -> str | None:
         if prefix.startswith(_NAMED_KINDS) or META_KEY.startswith(prefix) or "objects/".startswith(prefix):

@@ -248,6 +248,11 @@ class FileStore(Store):
         """Whether `key` exists, without reading it."""
         return os.path.isfile(self.root / check_key(key))
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """One stat each (paths joined as text: at 10,000 keys building Path objects is most of the cost)."""
+        root = str(self.root)
+        return {key for key in keys if os.path.isfile(f"{root}/{check_key(key)}")}
+
     def sweep(self) -> int:
         """Remove temp files of writers that died (pid gone on this host) or are older than an hour."""
         removed = 0

@@ -169,6 +169,14 @@ class PostgresStore(Store):
         rows = self._all("list", prefix or "<all keys>", query, (check_prefix(prefix), prefix_end(prefix)))
         return [(key, bytes(value)) for key, value in rows]
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """One query for all of them."""
+        wanted = [check_key(key) for key in keys]
+        if not wanted:
+            return set()
+        rows = self._all("read", "<several keys>", "SELECT key FROM {} WHERE key = ANY(%s)", (wanted,))
+        return {key for (key,) in rows}
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)

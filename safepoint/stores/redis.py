@@ -226,6 +226,15 @@ class RedisStore(Store):
             found = self._reply(("ZREVRANGEBYLEX", self._index, high, low, "LIMIT", 0, 1))
         return found[0].decode("ascii") if found else None
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """One pipelined EXISTS per key, sent in one write."""
+        wanted = [check_key(key) for key in keys]
+        if not wanted:
+            return set()
+        with self._translate("read", "<several keys>", writing=False):
+            replies = _raise_refusal(self._send([("EXISTS", self._value_key(key)) for key in wanted]))
+        return {key for key, reply in zip(wanted, replies, strict=True) if reply == 1}
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, without reading its value."""
         key = check_key(key)

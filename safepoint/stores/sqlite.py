@@ -129,6 +129,20 @@ class SQLiteStore(Store):
             row = conn.execute(query, (prefix, prefix_end(prefix))).fetchone()
         return None if row is None else row[0]
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """Index lookups in a few statements (SQLite takes at most 999 parameters in one)."""
+        wanted = [check_key(key) for key in keys]
+        found: set[str] = set()
+        with self._translate("read", "<several keys>", writing=False):
+            conn = self._connection(writing=False)
+            if conn is None:
+                return found
+            for start in range(0, len(wanted), 900):
+                batch = wanted[start : start + 900]
+                query = f"SELECT key FROM kv WHERE key IN ({', '.join('?' * len(batch))})"
+                found.update(key for (key,) in conn.execute(query, batch))
+        return found
+
     def items(self, prefix: str) -> list[tuple[str, bytes]]:
         """One range scan of the primary key index."""
         check_prefix(prefix)

@@ -265,6 +265,19 @@ class StoreTests(CommitRaceTests):
         with pytest.raises(InvalidKey):
             store.last("../c/")
 
+    def test_present_names_the_keys_that_exist(self, store: Store) -> None:
+        assert store.present([]) == set()
+        assert store.present(["c/s1/000001"]) == set()
+        many = [f"c/s{n}/000001" for n in range(1_200)]  # past SQLite's limit of parameters in one statement
+        for key in many[::2]:
+            store.put_if_absent(key, b"v")
+        store.put_if_absent("c/empty", b"")
+        assert store.present([*many, "c/empty", "c/missing"]) == {*many[::2], "c/empty"}
+        store.delete(many[0])
+        assert many[0] not in store.present(many)
+        with pytest.raises(InvalidKey):
+            store.present(["c/ok", "../c/x"])
+
     # --- commit ---------------------------------------------------------------------------------
     def test_commit_writes_objects_key_and_hints(self, store: Store) -> None:
         objects = [("o/aa", b"chunk a"), ("o/bb", b"chunk b")]
