@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..errors import NotSerializable
+from . import codec
 
 Path = list[str | int]
 _BLOCK = 64
@@ -243,3 +244,22 @@ def _at(value: Any, path: Path, missing: Any = None) -> Any:
 def _short(value: Any, width: int) -> str:
     text = orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def encode_ops(ops: list[Op]) -> tuple[bytes, list[Op]]:
+    """The canonical JSON of `ops` and its decoded copy, which must equal them: NotSerializable names the path
+    inside the state (not inside the operation list) of a value that would not load back the same."""
+    try:
+        encoded = codec.dumps(ops)
+        decoded = codec.loads(encoded)
+        if decoded == ops:
+            return encoded, decoded
+    except NotSerializable:
+        pass
+    for op in ops:
+        if op[0] == "s":
+            codec.copy(op[2], root=format_path(op[1], root=""))
+        elif op[0] == "x":
+            for offset, item in enumerate(op[4]):
+                codec.copy(item, root=format_path([*op[1], op[2] + offset], root=""))
+    raise codec.unfaithful(ops, "state")

@@ -37,7 +37,6 @@ from ..errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
-    NotSerializable,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
@@ -354,10 +353,10 @@ class Chain:
             # Also before a keyframe: the ops move the writer's copy on for less than decoding the snapshot.
             # Encoded and decoded once: a private copy, sharing nothing with the caller's live objects.
             raw_ops = delta.diff(previous.base, doc)
-            ops_bytes, ops = _encode_ops(raw_ops)
+            ops_bytes, ops = delta.encode_ops(raw_ops)
             if redactor.suspect(ops_bytes):  # only what changed: the base was redacted when it was written
                 redacted = True
-                ops_bytes, ops = _encode_ops(redactor.ops(raw_ops, previous.base, self.store))
+                ops_bytes, ops = delta.encode_ops(redactor.ops(raw_ops, previous.base, self.store))
             as_delta = previous.chain + 1 < KEYFRAME_EVERY and previous.delta_bytes + len(ops_bytes) <= max(
                 DELTA_BUDGET, previous.keyframe_size
             )
@@ -564,25 +563,6 @@ class Chain:
         self._unpack({seq})  # a packed record is replaced as a loose one
         self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
-
-
-def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
-    """The canonical JSON of `ops` and its decoded copy, which must equal them: NotSerializable names the path
-    inside the state (not inside the operation list) of a value that would not load back the same."""
-    try:
-        encoded = codec.dumps(ops)
-        decoded = codec.loads(encoded)
-        if decoded == ops:
-            return encoded, decoded
-    except NotSerializable:
-        pass
-    for op in ops:
-        if op[0] == "s":
-            codec.copy(op[2], root=delta.format_path(op[1], root=""))
-        elif op[0] == "x":
-            for offset, item in enumerate(op[4]):
-                codec.copy(item, root=delta.format_path([*op[1], op[2] + offset], root=""))
-    raise codec.unfaithful(ops, "state")
 
 
 def to_checkpoint(
