@@ -13,7 +13,6 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ from ..errors import CorruptCheckpoint
 from ..model import FORMAT
 from ..stores.base import Store
 from . import codec
-from .bundle_check import Plan, verify
-from .bundle_read import BUNDLE_FORMAT, MANIFEST, BundleError, DamagedBundle, Limits, Staged, read_bundle
+from .bundle_check import Plan, member_check, verify
+from .bundle_read import BUNDLE_FORMAT, MANIFEST, BundleError, DamagedBundle, Limits, Opener, Staged, read_bundle
 from .history import Chain
 from .maintenance import mark_live
 
@@ -77,20 +76,21 @@ def import_session(
     All or nothing: the whole bundle is read (within `limits`) and verified before the first key is written,
     so a refused bundle leaves the store as it was. Raises BundleError (or DamagedBundle) saying why.
     """
+    limits = limits or Limits()
     chains: list[Chain] = []
 
-    def accept(manifest: dict[str, Any]) -> None:
+    def accept(manifest: dict[str, Any]) -> Opener:
         source = Chain(store, manifest["session"])
         target = Chain(store, as_id or manifest["session"])
         if target.exists():
             raise BundleError(f"session {target.id!r} already exists in {store.url}; import it with --as NEW_ID")
         chains.extend((source, target))
+        return _opener(store, manifest.get("encrypted"), path)
 
-    staged = read_bundle(path, limits or Limits(), accept)
+    staged = read_bundle(path, limits, accept, member_check(str(path), limits))
     with contextlib.closing(staged):
-        staged.opener = _opener(store, staged.manifest.get("encrypted"), path)
         source, target = chains
-        plan = verify(staged, source, limits or Limits())
+        plan = verify(staged, source, limits)
         _write(store, staged, plan, source, target)
     return target.id
 
@@ -121,7 +121,7 @@ def _member(staged: Staged, key: str) -> bytes:
     return blob
 
 
-def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Callable[[str, bytes], bytes]:
+def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Opener:
     """How to read the members of a bundle: as they are, or decrypted with the store's key."""
     if key_id is None:
         return lambda _name, data: data

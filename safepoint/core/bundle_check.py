@@ -9,6 +9,7 @@ returns is the list of keys to write; reading it again from the staging file giv
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,14 +56,7 @@ class _Check:
             blob = self.staged.get(name)
             if blob is None:
                 raise DamagedBundle(self.label, name, "is missing from the bundle")
-        if blob[3:4] == b"z" and not _decodes_within(blob, self.limits.payload_bytes):
-            raise DamagedBundle(
-                self.label, name, f"decompresses to more than {size_text(self.limits.payload_bytes)}, the limit"
-            )
-        try:
-            return codec.unseal(blob, name)
-        except CorruptCheckpoint as exc:
-            raise DamagedBundle(self.label, name, exc.reason) from None
+        return payload(self.label, name, blob, self.limits)
 
     def document(self, name: str) -> Any:
         try:
@@ -201,6 +195,27 @@ class _CountingReader(TreeReader):
         if not isinstance(node, dict):
             raise DamagedBundle(self.check.label, key, "is not a tree node")
         return node
+
+
+def payload(label: str, name: str, blob: bytes, limits: Limits) -> bytes:
+    """The verified payload of bundle member `name`, decoded within the payload limit."""
+    if blob[3:4] == b"z" and not _decodes_within(blob, limits.payload_bytes):
+        raise DamagedBundle(label, name, f"decompresses to more than {size_text(limits.payload_bytes)}, the limit")
+    try:
+        return codec.unseal(blob, name)
+    except CorruptCheckpoint as exc:
+        raise DamagedBundle(label, name, exc.reason) from None
+
+
+def member_check(label: str, limits: Limits) -> Callable[[str, bytes], None]:
+    """What every member must pass as it is read: its checksum, and for an object, its name is its hash."""
+
+    def check(name: str, blob: bytes) -> None:
+        if name.startswith("objects/") and codec.payload_digest(blob) != name.rsplit("/", 1)[1]:
+            raise DamagedBundle(label, name, "object content does not match its name")
+        payload(label, name, blob, limits)
+
+    return check
 
 
 def verify(staged: Staged, source: Chain, limits: Limits) -> Plan:

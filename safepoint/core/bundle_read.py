@@ -10,6 +10,7 @@ bytes count against the same limits.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import os
@@ -24,13 +25,19 @@ import orjson
 
 from ..errors import CorruptCheckpoint, SafepointError
 from ..model import FORMAT
+from ..stores.base import ENCRYPTED_MAGIC
 from .session_ids import check_session_id, session_segment
 
 MANIFEST = "bundle.json"
+_SEALED = b"SP\x01"  # how every sealed value starts (safepoint.core.codec)
 BUNDLE_FORMAT = 1
 _PIECE = 1024 * 1024  # the largest single read from the tar stream: a piece of member data, or one tar header
 _BLOCK = 512
 _HEX = frozenset("0123456789abcdef")
+
+
+#: How to open a member's bytes for this store: as they are, or decrypted with its key.
+Opener = Callable[[str, bytes], bytes]
 
 
 class BundleError(SafepointError, ValueError):
@@ -77,7 +84,7 @@ class Staged:
     def __init__(self, label: str) -> None:
         self.label = label
         self.manifest: dict[str, Any] = {}
-        self.opener: Callable[[str, bytes], bytes] = lambda _name, data: data
+        self.opener: Opener = lambda _name, data: data
         self._file = tempfile.TemporaryFile(prefix="safepoint-import-")
         self._where: dict[str, tuple[int, int]] = {}
         self._end = 0
@@ -88,13 +95,15 @@ class Staged:
     def __contains__(self, name: str) -> bool:
         return name in self._where
 
-    def add(self, name: str, pieces: Callable[[], bytes]) -> None:
-        """Copy a member's data (given piece by piece, b"" at its end) to the end of the staging file."""
+    def add(self, name: str, first: bytes, more: Callable[[], bytes]) -> None:
+        """Copy a member's data (its first piece, then piece by piece up to b"") to the end of the staging file."""
         start = self._end
         self._file.seek(start)
-        while piece := pieces():
+        piece = first
+        while piece:
             self._file.write(piece)
             self._end += len(piece)
+            piece = more()
         self._where[name] = (start, self._end - start)
 
     def get(self, name: str) -> bytes | None:
@@ -162,9 +171,18 @@ class _Stream:
         return self._position
 
 
-def read_bundle(path: str | os.PathLike[str], limits: Limits, accept: Callable[[dict[str, Any]], None]) -> Staged:
-    """Check and stage every member of the bundle at `path`. `accept(manifest)` is called with the checked
-    manifest before any other member is read (it may refuse the bundle by raising)."""
+def read_bundle(
+    path: str | os.PathLike[str],
+    limits: Limits,
+    accept: Callable[[dict[str, Any]], Opener],
+    check: Callable[[str, bytes], None],
+) -> Staged:
+    """Check and stage every member of the bundle at `path`.
+
+    `accept(manifest)` is called with the checked manifest before any other member is read: it may refuse the
+    bundle by raising, and returns how to open (decrypt) its members. `check(name, blob)` is called with each
+    member, opened, as soon as it is staged: a damaged member stops the read there.
+    """
     label = str(path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below, after the tar stream over it
@@ -178,7 +196,7 @@ def read_bundle(path: str | os.PathLike[str], limits: Limits, accept: Callable[[
                 archive = tarfile.open(fileobj=stream, mode="r:")  # type: ignore[call-overload]
             except tarfile.TarError as exc:
                 raise BundleError(f"{path} is not a readable safepoint bundle ({exc})") from None
-            _read_members(archive, stream, staged, limits, accept)
+            _read_members(archive, stream, staged, limits, accept, check)
     except BaseException:
         staged.close()
         raise
@@ -190,7 +208,8 @@ def _read_members(
     stream: _Stream,
     staged: Staged,
     limits: Limits,
-    accept: Callable[[dict[str, Any]], None],
+    accept: Callable[[dict[str, Any]], Opener],
+    check: Callable[[str, bytes], None],
 ) -> None:
     label = staged.label
     segment = None
@@ -214,14 +233,21 @@ def _read_members(
                 raise BundleError(refusal(label, f"its first member is {name!r}, not {MANIFEST}"))
             staged.manifest = check_manifest(_data(archive, member, label), label)
             segment = session_segment(staged.manifest["session"])
-            accept(staged.manifest)
+            staged.opener = accept(staged.manifest)
+            magic = ENCRYPTED_MAGIC if staged.manifest.get("encrypted") else _SEALED
         else:
             if name in staged or name == MANIFEST:
                 raise BundleError(refusal(label, f"member {name!r} appears twice"))
             check_member_name(name, segment or "", staged.manifest["session"], label)
             reader = archive.extractfile(member)
             assert reader is not None  # a regular file, checked above
-            staged.add(name, lambda r=reader, n=name: _piece(r, n, label))  # type: ignore[misc]
+            first = _piece(reader, name, label)
+            if not first.startswith(magic):  # a bomb of zeros stops here, before the rest is staged
+                raise DamagedBundle(label, name, "is not a safepoint object (bad header)")
+            staged.add(name, first, functools.partial(_piece, reader, name, label))
+            blob = staged.get(name)
+            assert blob is not None
+            check(name, blob)
         previous = f"member {name!r}"
     if count == 0:
         raise BundleError(f"{label} is not a readable safepoint bundle (no members)")
