@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -432,3 +433,43 @@ def test_a_gzipped_good_bundle_imports(good: Path, target: Path, tmp_path: Path)
     assert (code, err) == (0, "")
     with sp.open(str(good.parent / "store")) as source, sp.open(str(target)) as copy:
         _same_session(source, copy, "s")
+
+
+# --- resealed records with any field changed ---------------------------------------------------------------
+def _mutated(value: object, rng: random.Random) -> object:
+    """`value` with one part somewhere inside replaced by a value of another JSON type."""
+    if isinstance(value, dict) and value and rng.random() < 0.7:
+        key = rng.choice(sorted(value))
+        return {**value, key: _mutated(value[key], rng)}
+    if isinstance(value, list) and value and rng.random() < 0.7:
+        index = rng.randrange(len(value))
+        return [*value[:index], _mutated(value[index], rng), *value[index + 1 :]]
+    return rng.choice([None, 0, -1, 10**12, 1.5, True, "", "x", [], {}, [1, "a"], {"k": "v"}, "sha256:" + "0" * 64])
+
+
+def test_resealed_records_with_a_field_changed_are_refused_or_load(good: Path, tmp_path: Path) -> None:
+    """An attacker reseals records (valid checksums) with any field changed: each import is refused with a
+    SafepointError, or what it imported loads, lists and passes fsck: never an untyped exception."""
+    rng = random.Random(19)
+    items = members(good)
+    editable = [name for name, _ in ((m.name, d) for m, d in items) if not name.startswith("objects/")][1:]
+    counts = {"refused": 0, "imported": 0}
+    for trial in range(150):
+        name = rng.choice(editable)
+        doc = _mutated(codec.load_sealed(named(items, name), name), rng)
+        bundle = write(tmp_path / f"mutated-{trial}.tar", replaced(items, name, sealed(doc)))
+        repo = sp.open("memory://")
+        try:
+            repo.import_session(bundle)
+        except sp.SafepointError:
+            counts["refused"] += 1
+            continue
+        finally:
+            bundle.unlink()
+        for checkpoint in repo.history("s"):
+            repo.load("s", checkpoint.seq)
+        repo.summaries()
+        assert repo.fsck().ok
+        counts["imported"] += 1
+    print(f"resealed records: {counts}")
+    assert counts["refused"] > 100

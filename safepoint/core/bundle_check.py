@@ -275,10 +275,15 @@ def _record_problem(doc: Any, seq: int, session: str) -> str | None:
     for name in ("since", "size"):
         if type(doc.get(name)) is not int:
             return f"has no {name} count"
-    if not _is_time(doc.get("created_at")) or doc.get("status") not in {str(s) for s in Status}:
+    status = doc.get("status")
+    if not _is_time(doc.get("created_at")) or not isinstance(status, str) or status not in set(Status):
         return "has no valid time or status"
     if not isinstance(doc.get("meta") or {}, dict) or not isinstance(doc.get("step"), str | None):
         return "has a step or meta of the wrong type"
+    if type(doc.get("schema_version", 1)) is not int or any(
+        doc.get(name) is not None and type(doc.get(name)) is not int for name in ("parent", "lease")
+    ):
+        return "has a schema version, parent or lease that is not a number"
     return None
 
 
