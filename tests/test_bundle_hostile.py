@@ -473,3 +473,14 @@ def test_resealed_records_with_a_field_changed_are_refused_or_load(good: Path, t
         counts["imported"] += 1
     print(f"resealed records: {counts}")
     assert counts["refused"] > 100
+
+
+def test_a_session_without_checkpoints_imports(tmp_path: Path) -> None:
+    source = sp.open(str(tmp_path / "source"))
+    with source.session("empty", agent="tester"):
+        pass  # opened, never saved
+    bundle = source.export_session("empty", tmp_path / "empty.tar")
+    code, out, err, _peak = run_import(tmp_path / "target", bundle)
+    assert (code, err) == (0, "") and "imported session empty" in out
+    with sp.open(str(tmp_path / "target")) as copy:
+        assert copy.info("empty").agent == "tester" and copy.history("empty") == []

@@ -108,7 +108,7 @@ def _write(store: Store, staged: Staged, plan: Plan, source: Chain, target: Chai
                 f"checkpoint {target.commit_key(seq)} appeared in {store.url} while importing; "
                 "earlier checkpoints of the import were written, the session record was not"
             )
-    if store.head_hints:
+    if store.head_hints and plan.seqs:
         store.put_hint(target.head_key, f"{plan.seqs[-1]:012d}".encode())
     info = codec.unseal(_member(staged, source.info_key), source.info_key)
     store.put_if_absent(target.info_key, _renamed(info, "id", target.id))

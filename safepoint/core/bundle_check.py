@@ -88,8 +88,6 @@ class _Check:
     def seqs(self) -> list[int]:
         prefix = self.source.prefix
         seqs = sorted(int(name[len(prefix) :]) for name in self.staged.names() if name.startswith(prefix))
-        if not seqs:
-            raise self.refuse(f"it holds no checkpoint of session {self.source.id!r}")
         for before, seq in zip(seqs, seqs[1:], strict=False):
             if seq != before + 1:
                 raise self.refuse(f"its checkpoints jump from seq {before} to seq {seq}; a history has no gaps")
