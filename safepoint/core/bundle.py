@@ -1,33 +1,31 @@
 """Export a session to one portable file, and import it into any store.
 
 A bundle is a plain tar archive: `bundle.json` first (what it holds), then one member per store record,
-named by its key and holding its sealed bytes (already checksummed and compressed). Import verifies every
-member before it writes anything, so a damaged bundle changes nothing.
+named by its key and holding its sealed bytes (already checksummed and compressed). Import is all or
+nothing: the bundle is read within limits into a private staging file (safepoint.core.bundle_read), verified
+completely (safepoint.core.bundle_check), and only then written, so a refused bundle changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptCheckpoint, SafepointError
+from ..errors import CorruptCheckpoint
 from ..model import FORMAT
-from ..stores.base import Store, check_key
+from ..stores.base import Store
 from . import codec
+from .bundle_check import Plan, member_check, verify
+from .bundle_read import BUNDLE_FORMAT, MANIFEST, BundleError, DamagedBundle, Limits, Opener, Staged, read_bundle
 from .history import Chain
 from .maintenance import mark_live
 
-BUNDLE_FORMAT = 1
-_MANIFEST = "bundle.json"
-
-
-class BundleError(SafepointError, ValueError):
-    """A file that is not a safepoint bundle, or one that cannot go into this store."""
+__all__ = ["BundleError", "DamagedBundle", "Limits", "export_session", "import_session"]
 
 
 def export_session(store: Store, session_id: str, path: str | os.PathLike[str]) -> Path:
@@ -49,7 +47,7 @@ def export_session(store: Store, session_id: str, path: str | os.PathLike[str]) 
         head["encrypted"] = store.key_id.hex()  # type: ignore[attr-defined]
     try:
         with tarfile.open(tmp, "w") as archive:
-            _add(archive, _MANIFEST, codec.dumps(head))
+            _add(archive, MANIFEST, codec.dumps(head))
             for seq in records:  # as loose records, wherever this store keeps them
                 _add(archive, chain.commit_key(seq), seal(chain.commit_key(seq), chain.record_blob(seq)))
             for key in keys:
@@ -70,49 +68,60 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     archive.addfile(member, io.BytesIO(data))
 
 
-def import_session(store: Store, path: str | os.PathLike[str], *, as_id: str | None = None) -> str:
-    """Read a bundle into `store`, optionally under a new session id; return the id it was imported as."""
-    try:
-        archive = tarfile.open(path, "r")
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(f"{path} is not a readable safepoint bundle ({exc})") from None
-    with archive:
-        members = {m.name: m for m in archive.getmembers() if m.isfile()}
-        if _MANIFEST not in members:
-            raise BundleError(f"{path} has no {_MANIFEST}; it is not a safepoint bundle")
-        manifest = codec.loads(_read(archive, members[_MANIFEST]))
-        if manifest.get("bundle", 0) > BUNDLE_FORMAT or manifest.get("format", 0) > FORMAT:
-            raise BundleError(f"{path} was written by a newer safepoint (bundle {manifest.get('bundle')}); upgrade")
-        opener = _opener(store, manifest.get("encrypted"), path)
+def import_session(
+    store: Store, path: str | os.PathLike[str], *, as_id: str | None = None, limits: Limits | None = None
+) -> str:
+    """Read a bundle into `store`, optionally under a new session id; return the id it was imported as.
+
+    All or nothing: the whole bundle is read (within `limits`) and verified before the first key is written,
+    so a refused bundle leaves the store as it was. Raises BundleError (or DamagedBundle) saying why.
+    """
+    limits = limits or Limits()
+    chains: list[Chain] = []
+
+    def accept(manifest: dict[str, Any]) -> Opener:
         source = Chain(store, manifest["session"])
         target = Chain(store, as_id or manifest["session"])
         if target.exists():
             raise BundleError(f"session {target.id!r} already exists in {store.url}; import it with --as NEW_ID")
-        writes = _verified(archive, members, source, target, opener)
-    objects = [(k, v) for k, v in writes if k.startswith(("objects/", "artifacts/"))]
-    for key, blob in objects:
-        if not store.exists(key):
-            store.put_if_absent(key, blob)
-    commits = [(k, v) for k, v in writes if k.startswith("commits/")]
-    for key, blob in commits:
-        if not store.put_if_absent(key, blob):
-            raise BundleError(f"checkpoint {key} appeared in {store.url} while importing; nothing else was changed")
-    if commits:
-        if store.head_hints:
-            store.put_hint(target.head_key, commits[-1][0].rsplit("/", 1)[1].encode())
-    # The session record last: until it exists, the import is invisible to `ls`.
-    store.put_if_absent(target.info_key, dict(writes)[target.info_key])
+        chains.extend((source, target))
+        return _opener(store, manifest.get("encrypted"), path)
+
+    staged = read_bundle(path, limits, accept, member_check(str(path), limits))
+    with contextlib.closing(staged):
+        source, target = chains
+        plan = verify(staged, source, limits)
+        _write(store, staged, plan, source, target)
     return target.id
 
 
-def _read(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    handle = archive.extractfile(member)
-    if handle is None:
-        raise BundleError(f"bundle member {member.name} cannot be read")
-    return handle.read()
+def _write(store: Store, staged: Staged, plan: Plan, source: Chain, target: Chain) -> None:
+    """Write a verified bundle: objects first (chunks before the manifests naming them), then the records,
+    the session record last: until it exists, the import is invisible to `ls`."""
+    for key in plan.objects + plan.manifests:
+        if not store.exists(key):
+            store.put_if_absent(key, _member(staged, key))
+    for seq in plan.seqs:
+        payload = codec.unseal(_member(staged, source.commit_key(seq)), source.commit_key(seq))
+        if not store.put_if_absent(target.commit_key(seq), _renamed(payload, "session", target.id)):
+            raise BundleError(
+                f"checkpoint {target.commit_key(seq)} appeared in {store.url} while importing; "
+                "earlier checkpoints of the import were written, the session record was not"
+            )
+    if store.head_hints and plan.seqs:
+        store.put_hint(target.head_key, f"{plan.seqs[-1]:012d}".encode())
+    info = codec.unseal(_member(staged, source.info_key), source.info_key)
+    store.put_if_absent(target.info_key, _renamed(info, "id", target.id))
 
 
-def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Callable[[str, bytes], bytes]:
+def _member(staged: Staged, key: str) -> bytes:
+    blob = staged.get(key)
+    if blob is None:  # verified present a moment ago: the staging file is private
+        raise BundleError(f"bundle member {key} vanished from the staging file while importing")
+    return blob
+
+
+def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Opener:
     """How to read the members of a bundle: as they are, or decrypted with the store's key."""
     if key_id is None:
         return lambda _name, data: data
@@ -123,40 +132,6 @@ def _opener(store: Store, key_id: Any, path: str | os.PathLike[str]) -> Callable
             f"(this store {'has key id ' + ', '.join(ids) if ids else 'is not encrypted'})"
         )
     return store.open_member  # type: ignore[attr-defined,no-any-return]
-
-
-def _verified(
-    archive: tarfile.TarFile,
-    members: dict[str, tarfile.TarInfo],
-    source: Chain,
-    target: Chain,
-    opener: Callable[[str, bytes], bytes],
-) -> list[tuple[str, bytes]]:
-    """Every record of the bundle, checked and (for a new id) rewritten, in key order."""
-    writes: list[tuple[str, bytes]] = []
-    for name in sorted(members):
-        if name == _MANIFEST:
-            continue
-        try:
-            check_key(name)
-        except SafepointError:
-            raise BundleError(f"bundle member {name!r} is not a store key; the bundle is damaged") from None
-        blob = opener(name, _read(archive, members[name]))
-        payload = codec.unseal(blob, f"{archive.name}:{name}")
-        if name.startswith(("objects/", "artifacts/")):
-            if name.startswith("objects/") and codec.payload_digest(blob) != name.rsplit("/", 1)[1]:
-                raise CorruptCheckpoint(f"{archive.name}:{name}", "object content does not match its name")
-            writes.append((name, blob))
-        elif name == source.info_key:
-            writes.append((target.info_key, _renamed(payload, "id", target.id)))
-        elif name.startswith(source.prefix):
-            seq = int(name.rsplit("/", 1)[1])
-            writes.append((target.commit_key(seq), _renamed(payload, "session", target.id)))
-        else:
-            raise BundleError(f"bundle member {name!r} does not belong to session {source.id!r}")
-    if not any(key == target.info_key for key, _ in writes):
-        raise BundleError(f"bundle has no session record for {source.id!r}; it is damaged")
-    return writes
 
 
 def _renamed(payload: bytes, field: str, value: Any) -> bytes:
