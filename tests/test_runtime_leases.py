@@ -116,8 +116,8 @@ def test_a_leased_save_reads_nothing_before_its_commit(url, monkeypatch):
         s.state["n"] = 2
         s.save(step="two")
     # The lease is checked inside the commit itself: in its transaction (SQLite), or under the store lock with
-    # the link (directory). So is the packed floor on SQLite; the directory store reads it right after the link.
-    assert calls == ([] if url.startswith("sqlite:") else ["get"])
+    # the link (directory). So is the packed floor: both stores read it inside the commit, never through `get`.
+    assert calls == []
 
 
 def test_a_dead_holder_on_this_host_is_taken_over_at_once(url):
