@@ -40,7 +40,7 @@ def dashboard(
         float, typer.Option(help="Seconds between looks for changes on stores without notifications.")
     ] = 1.0,
     check_every: Annotated[
-        float, typer.Option(help="Seconds between checks of every listed session against its checkpoints.")
+        float, typer.Option(min=0.1, help="Seconds between checks of every listed session against its checkpoints.")
     ] = 30.0,
 ) -> None:
     """Serve the live dashboard: overview, sessions, timelines, diffs, and actions on waiting or stuck agents."""
