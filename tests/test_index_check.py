@@ -188,3 +188,12 @@ def test_a_followed_copy_checks_each_changed_entry_at_its_next_refresh(repo: sp.
     assert sorted(mirror.refresh()) == ["s"]
     assert {d["id"]: d["head"]["seq"] for d in mirror.docs()} == {"other": 1, "s": 3}
     assert session_index.read(repo.store, "s")["head"]["seq"] == 3
+
+
+def test_a_healed_entry_is_reported_as_changed(repo: sp.Repository) -> None:
+    a_commit_behind(repo, "s")
+    mirror = repo.follow_index(max_age=3600, check_every=3600)
+    assert session_index.read(repo.store, "s")["head"]["seq"] == 2
+    mirror.refresh(check=False)  # what a page's cold read does: the copy as read, the check left to the background
+    assert mirror.refresh() == ["s"]  # so the change feed tells the open pages
+    assert [d["head"]["seq"] for d in mirror.docs()] == [3]
