@@ -486,18 +486,22 @@ class Repository:
         )  # fmt: skip
         return replace(found, stuck=reason)
 
-    def follow_index(self, max_age: float = 1.0) -> session_index.Mirror:
+    def follow_index(self, max_age: float = 1.0, check_every: float = 30.0) -> session_index.Mirror:
         """Keep the summary index in memory, for a long-running front end: from now on listings (summaries,
-        find_sessions, overview, children) read the copy, refreshed when older than `max_age` seconds. Call
+        find_sessions, overview, children) read the copy, refreshed when older than `max_age` seconds and checked
+        against the chains at most every `check_every` seconds (and where it changed). Call
         `Mirror.reload([id])` after a change the caller must see at once (its own actions)."""
-        self._mirror = session_index.Mirror(self.store, self._refresh_entry, max_age)
+        self._mirror = session_index.Mirror(self.store, self._refresh_entry, max_age, self._checked, check_every)
         return self._mirror
+
+    def _checked(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return current_entries(self.store, docs, self._refresh_entry)
 
     def _index(self, *, exact: bool = False) -> list[dict[str, Any]]:
         if self._mirror is not None and not exact:
             return self._mirror.docs()
         docs = session_index.entries(self.store, self._refresh_entry, self._index_cache)
-        return current_entries(self.store, docs, self._refresh_entry)  # exact: no entry behind its chain
+        return self._checked(docs)  # exact: no entry behind its chain
 
     def _refresh_entry(self, info_key: str) -> dict[str, Any] | None:
         """The rebuilt index entry of the session recorded under `info_key`; None when that record is damaged."""

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import safepoint as sp
 from safepoint.cli import app as cli
+from safepoint.core import session_index
 from safepoint.core.stuck import StuckPolicy
 from safepoint.errors import SafepointError
 
@@ -248,3 +249,22 @@ def test_artifacts_download_as_attachments_and_preview_as_text(repo: sp.Reposito
     assert c.get("/sessions/files/artifacts/7").status_code == 404
     at_one = c.get("/sessions/files?seq=1").text
     assert "State at seq 1" in at_one and "later" not in at_one[at_one.index('id="state"') :]
+
+
+def test_the_list_shows_the_true_head_of_an_entry_left_a_commit_behind(tmp_path: Path) -> None:
+    with sp.open(str(tmp_path / "store")) as repo:
+        with repo.session("killed", agent="writer") as s:
+            s.save("first-step")
+            s.save("second-step")
+            behind = repo.store.get(session_index.key("killed"))
+            s.save("third-step")
+        assert behind is not None
+        repo.store.put(session_index.key("killed"), behind)  # its writer killed between commit key and entry
+        c = client(repo, poll=3600, check_every=0.2)  # never re-read for its age: only the check can heal it
+        deadline = time.monotonic() + 10
+        while "third-step" not in (page := c.get("/sessions").text) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "third-step" in page and "second-step" not in page
+        status = repo.info("killed").status.value  # (the chain's)
+        assert "third-step" in c.get(f"/sessions?status={status}").text
+        assert [(s.info.seq, s.info.head and s.info.head.step) for s in repo.summaries()] == [(3, "third-step")]

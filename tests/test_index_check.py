@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,43 @@ def test_safepoint_ls_reads_the_index_checked_and_filters(tmp_path: Path, kind: 
     assert ids("--agent", "a", "--tag", "t2", "--status", "failed") == ["broke"]
     assert sorted(ids("--status", "failed", "--status", "cancelled")) == ["broke", "stopped"]
     assert ids("--agent", "nobody") == []
+
+
+def a_commit_behind(repo: sp.Repository, session_id: str) -> None:
+    """Session `session_id` at seq 3 ("three") with its entry left at seq 2: a writer killed between the two."""
+    with repo.session(session_id, agent="a") as s:
+        s.save("one")
+        s.save("two")
+        before = entry_bytes(repo, session_id)
+        s.save("three")
+    repo.store.put(session_index.key(session_segment(session_id)), before)
+
+
+def test_a_followed_copy_heals_an_entry_a_commit_behind(repo: sp.Repository) -> None:
+    a_commit_behind(repo, "s")
+    repo.follow_index(max_age=3600, check_every=0.2)  # never re-read for its age: only the check can heal it
+    deadline = time.monotonic() + 10
+    while [s.info.seq for s in repo.summaries()] != [3] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(s.info.seq, s.info.head and s.info.head.step) for s in repo.summaries()] == [(3, "three")]
+    assert session_index.read(repo.store, "s")["head"]["seq"] == 3  # and the store's entry is rebuilt too
+
+
+def test_a_followed_copy_checks_each_changed_entry_at_its_next_refresh(repo: sp.Repository) -> None:
+    with repo.session("other", agent="a") as s:
+        s.save("one")
+    mirror = repo.follow_index(max_age=3600, check_every=3600)
+    mirror.refresh()  # the first refresh checks every entry; the next full check is an hour away
+    a_commit_behind(repo, "s")  # a new entry, and behind its chain
+    assert sorted(mirror.refresh()) == ["s"]
+    assert {d["id"]: d["head"]["seq"] for d in mirror.docs()} == {"other": 1, "s": 3}
+    assert session_index.read(repo.store, "s")["head"]["seq"] == 3
+
+
+def test_a_healed_entry_is_reported_as_changed(repo: sp.Repository) -> None:
+    a_commit_behind(repo, "s")
+    mirror = repo.follow_index(max_age=3600, check_every=3600)
+    assert session_index.read(repo.store, "s")["head"]["seq"] == 2
+    mirror.refresh(check=False)  # what a page's cold read does: the copy as read, the check left to the background
+    assert mirror.refresh() == ["s"]  # so the change feed tells the open pages
+    assert [d["head"]["seq"] for d in mirror.docs()] == [3]

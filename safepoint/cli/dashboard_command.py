@@ -39,6 +39,9 @@ def dashboard(
     poll: Annotated[
         float, typer.Option(help="Seconds between looks for changes on stores without notifications.")
     ] = 1.0,
+    check_every: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks of every listed session against its checkpoints.")
+    ] = 30.0,
 ) -> None:
     """Serve the live dashboard: overview, sessions, timelines, diffs, and actions on waiting or stuck agents."""
     try:
@@ -55,7 +58,13 @@ def dashboard(
     except ValueError as exc:
         raise SafepointError(str(exc)) from None
     settings = Settings(
-        host=host, port=port, read_only=read_only, token=token_from_env(token), policy=policy, poll=poll
+        host=host,
+        port=port,
+        read_only=read_only,
+        token=token_from_env(token),
+        policy=policy,
+        poll=poll,
+        check_every=check_every,
     )
     repo = open_repo(ctx)
     mounts = {}

@@ -27,6 +27,7 @@ from ..errors import CorruptCheckpoint, SafepointError
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Store
 from . import changes, codec
+from .session_ids import session_segment
 from .summary import SessionSummary
 
 PREFIX = "summaries/"
@@ -227,13 +228,30 @@ class Mirror:
     `max_age` plus one re-read behind). `refresh()` re-reads every entry now (decoding only those whose bytes
     changed) and says which sessions changed; `reload(ids)` re-reads a few now (after a change the reader made
     itself, or one a notification announced).
+
+    An entry is a hint that can disagree with its chain (a writer killed between its commit and its entry, the
+    newest checkpoints deleted). `check(docs)` (`core.index_check.current`) gives `docs` with each such entry
+    rebuilt; `refresh()` runs it over every entry at its first run and then at most every `check_every`
+    seconds, and in between over the entries whose bytes changed since they were last checked. The cold read
+    of `docs()` skips it (it serves a request) and leaves it to a background refresh started at once.
     """
 
-    def __init__(self, store: Store, refresh: Callable[[str], dict[str, Any] | None], max_age: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        refresh: Callable[[str], dict[str, Any] | None],
+        max_age: float,
+        check: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        check_every: float = 30.0,
+    ) -> None:
         self.store = store
         self.max_age = max_age
+        self.check_every = check_every
         self._rebuild = refresh
+        self._check = check
         self._cache: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self._checked: dict[str, bytes] = {}  # segment -> the entry bytes last found to agree with the chain
+        self._checked_at: float | None = None  # when every entry was last checked (None: never)
         self._docs: list[dict[str, Any]] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
@@ -242,11 +260,15 @@ class Mirror:
     def docs(self) -> list[dict[str, Any]]:
         """Every session's entry: the copy (read now if there is none yet), re-read behind the scenes when old."""
         if self._docs is None:
-            self.refresh()
-        elif time.monotonic() - self._at > self.max_age and not self._refreshing.is_set():
+            self.refresh(check=False)
+        now = time.monotonic()
+        if (now - self._at > self.max_age or self._check_due(now)) and not self._refreshing.is_set():
             self._refreshing.set()
             threading.Thread(target=self._refresh_behind, name="safepoint-index-refresh", daemon=True).start()
         return self._docs or []
+
+    def _check_due(self, now: float) -> bool:
+        return self._check is not None and (self._checked_at is None or now - self._checked_at > self.check_every)
 
     def _refresh_behind(self) -> None:
         try:
@@ -260,14 +282,56 @@ class Mirror:
     def loaded(self) -> bool:
         return self._docs is not None
 
-    def refresh(self) -> list[str]:
-        """Read the whole index again; return the ids of the sessions whose entry changed (all, the first time)."""
+    def refresh(self, *, check: bool = True) -> list[str]:
+        """Read the whole index again (and check it against the chains, see the class); return the ids of the
+        sessions whose entry changed (all, the first time)."""
         with self._lock:
             before = {segment: blob for segment, (blob, _) in self._cache.items()}
             started = time.monotonic()
             docs = entries(self.store, self._rebuild, self._cache)
+            if check and self._check is not None:
+                docs = self._checked_docs(docs, everything=self._check_due(started))
             self._docs, self._at = docs, started
             return [doc["id"] for segment, (blob, doc) in self._cache.items() if before.get(segment) != blob]
+
+    def _checked_docs(self, docs: list[dict[str, Any]], *, everything: bool) -> list[dict[str, Any]]:
+        """`docs` with the entries that disagree with their chains rebuilt (all checked, or those changed since
+        their last check); the rebuilt entries replace the copy's."""
+        assert self._check is not None
+        started = time.monotonic()
+        segments = {doc["id"]: session_segment(doc["id"]) for doc in docs}
+
+        def unchecked(doc: dict[str, Any]) -> bool:
+            cached = self._cache.get(segments[doc["id"]])
+            return cached is None or self._checked.get(segments[doc["id"]]) != cached[0]
+
+        due = [doc for doc in docs if everything or unchecked(doc)]
+        looked_at = {id(doc) for doc in due}
+        result = {doc["id"]: doc for doc in self._check(due)} if due else {}
+        out = []
+        for doc in docs:
+            segment = segments[doc["id"]]
+            if id(doc) not in looked_at:
+                out.append(doc)
+                continue
+            fresh = result.get(doc["id"])
+            if fresh is None:  # its own record is damaged or gone: left out, looked at again next time
+                self._cache.pop(segment, None)
+                self._checked.pop(segment, None)
+                continue
+            if fresh is not doc:  # rebuilt (and written): the copy takes the new entry
+                blob = self.store.get(key(segment))
+                if blob is not None:
+                    self._cache[segment] = (blob, fresh)
+            cached = self._cache.get(segment)
+            if cached is not None and cached[1] is fresh:  # (else its bytes are not known: checked again next time)
+                self._checked[segment] = cached[0]
+            out.append(fresh)
+        for gone in self._checked.keys() - self._cache.keys():
+            del self._checked[gone]
+        if everything:
+            self._checked_at = started
+        return out
 
     def reload(self, session_ids: Iterable[str], segment_of: Callable[[str], str]) -> None:
         """Re-read the entries of `session_ids` now (ids of sessions that no longer exist are dropped)."""

@@ -46,6 +46,7 @@ class Settings:
     token: str | None = None
     policy: StuckPolicy = field(default_factory=StuckPolicy)
     poll: float = 1.0  # seconds between looks for changes on stores that cannot notify
+    check_every: float = 30.0  # seconds between checks of the whole index copy against the chains
     page_size: int = 50
 
 
@@ -58,8 +59,8 @@ class Dashboard:
         self.templates = views.templates()
         self.guard = Guard(settings.token)
         # Pages list from an in-memory copy of the summary index, at most `poll` seconds old; the feed keeps it
-        # current and the actions reload what they changed.
-        self.index = repo.follow_index(max_age=settings.poll)
+        # current (and checked against the chains, in the background) and the actions reload what they changed.
+        self.index = repo.follow_index(max_age=settings.poll, check_every=settings.check_every)
         self.feed = ChangeFeed(repo.store, self.index, poll=settings.poll)
 
     def changed(self, *session_ids: str) -> None:
