@@ -14,6 +14,7 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
+from .core.fsck import FsckReport, check_store
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
@@ -411,9 +412,10 @@ class Repository:
         return artifacts.open_artifact(self.store, ref)
 
     # --- maintenance and portability ---------------------------------------------------------------
-    def fsck(self, progress: maintenance.Progress | None = None) -> maintenance.FsckReport:
-        """Verify every checkpoint and object; report what is damaged and which checkpoints it breaks."""
-        return maintenance.fsck(self.store, progress)
+    def fsck(self, progress: maintenance.Progress | None = None) -> FsckReport:
+        """Verify every checkpoint and object; report what is damaged or missing, which checkpoints it breaks
+        and the last good one of each damaged session. Never raises for damage: it reports it."""
+        return check_store(self.store, progress)
 
     def gc(
         self,

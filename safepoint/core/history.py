@@ -9,6 +9,8 @@ Layout (all keys under the store root):
     objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
     packs/<sid>/<first>-<last>     (stores with `pack_records`) the records of one finished keyframe cycle
     packed/<sid>                   the highest seq ever packed: a commit at or below it lost to a pack
+    trimmed/<sid>                  the seqs deleted on purpose (retention, a LangGraph prune), so fsck can tell
+                                   them from checkpoints lost to damage; written only when records are deleted
 
 A commit record is either a *keyframe* (the state's tree root, whose big parts are shared objects) or a
 *delta* (the operations since its parent). At most `KEYFRAME_EVERY - 1` deltas follow a keyframe, and
@@ -37,6 +39,7 @@ from ..errors import (
     ConflictError,
     CorruptCheckpoint,
     NotSerializable,
+    SafepointError,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
@@ -93,6 +96,7 @@ class Chain:
         self.prefix = f"commits/{self.segment}/"
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
+        self.trim_key = f"trimmed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
         self.verified_refs: set[str] = set()  # artifacts known stored, with their chunks, since the last gc
         self.gc_watch = gc_guard.GcWatch(store)
@@ -158,10 +162,10 @@ class Chain:
         """The latest committed seq (0 when there is none): the hint, then probe forward."""
         if not self.store.head_hints:
             last = self.store.last(self.prefix)
-            if last is not None:
-                return int(last.rsplit("/", 1)[1])
-            packs = self.packs()
-            return packs[-1][1] if packs else 0
+            if last is not None and (seq := _seq_of(last)) is not None:
+                return seq
+            seqs = self.seqs()  # no loose record, or a stray key sorts last: look at them all
+            return seqs[-1] if seqs else 0
         seq = None
         blob = self.store.get(self.head_key)
         if blob is not None:
@@ -169,7 +173,7 @@ class Chain:
                 seq = int(blob.decode())
             except (UnicodeDecodeError, ValueError):
                 seq = None  # a torn hint is only a hint
-        if seq is None or (seq > 0 and not self.store.exists(self.commit_key(seq))):
+        if seq is None or seq < 0 or (seq > 0 and not self.store.exists(self.commit_key(seq))):
             seqs = self.seqs()
             seq = seqs[-1] if seqs else 0
         while self.store.exists(self.commit_key(seq + 1)):
@@ -177,9 +181,17 @@ class Chain:
         return seq
 
     def seqs(self) -> list[int]:
-        loose = {int(key.rsplit("/", 1)[1]) for key in self.store.list(self.prefix)}
+        """Every seq with a record, loose or packed (keys that are no seq, strays, are left out: fsck names them)."""
+        loose = {seq for seq in map(_seq_of, self.store.list(self.prefix)) if seq is not None}
         packed = {seq for first, last, _ in self.packs() for seq in range(first, last + 1)}
         return sorted(loose | packed)
+
+    def strays(self) -> list[str]:
+        """Keys under this session's commits and packs that name no seq or seq range (damage, or foreign files)."""
+        loose = [key for key in self.store.list(self.prefix) if _seq_of(key) is None]
+        if not self.store.pack_records:
+            return loose
+        return loose + [key for key in self.store.list(self.pack_prefix) if _range_of(key) is None]
 
     def packs(self) -> list[tuple[int, int, str]]:
         """(first, last, key) of every pack of this session, oldest first."""
@@ -187,8 +199,8 @@ class Chain:
         if not self.store.pack_records:
             return found  # never packed: spare the fleet stores a round trip
         for key in self.store.list(self.pack_prefix):
-            first, _, last = key.rsplit("/", 1)[1].partition("-")
-            found.append((int(first), int(last), key))
+            if (span := _range_of(key)) is not None:
+                found.append((*span, key))
         self._floor = None  # the caller is about to read records: let them see the floor as it is now
         return found
 
@@ -223,10 +235,60 @@ class Chain:
             if found is not None:
                 return found
             self._floor = self._read_floor()  # packed while we looked?
-        found = (self._packed(seq) if seq <= self._floor else None) or self._loose(seq)
-        if found is None:  # (a seq at or below the floor in no pack is a record unpacked again: see delete_records)
-            raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
-        return found
+        # A pack is looked for even above the floor: a floor lowered by damage must not hide packed records.
+        # (A seq at or below the floor in no pack is a record unpacked again: see delete_records.)
+        found = self._packed(seq) or self._loose(seq)
+        if found is None:
+            self._missing(seq)
+        return found  # type: ignore[return-value]
+
+    def _missing(self, seq: int) -> None:
+        """Raise for a seq with no record: CheckpointNotFound, unless the store shows it existed (damage)."""
+        seqs = self.seqs()
+        mark = acknowledged(self.store, self.segment)
+        if seqs and seqs[0] < seq < max(seqs[-1], mark + 1) and seq not in self.trimmed():
+            raise CorruptCheckpoint(
+                self.commit_key(seq),
+                f"the record of checkpoint {seq} is missing although checkpoints before and after it exist "
+                "(a deleted pack or record): the store is damaged",
+            )
+        floor = self._read_floor()
+        if 0 < seq <= floor and seq not in self.trimmed() and not any(f <= seq <= la for f, la, _ in self.packs()):
+            raise CorruptCheckpoint(
+                self.floor_key,
+                f"checkpoint {seq} was packed (the floor is {floor}) but no pack holds it: the store is damaged",
+            )
+        raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
+
+    # --- seqs deleted on purpose ------------------------------------------------------------------
+    def trimmed(self) -> set[int]:
+        """The seqs deleted on purpose (so fsck does not report them lost); empty when none were."""
+        blob = self.store.get(self.trim_key)
+        if blob is None:
+            return set()
+        doc = codec.load_sealed(blob, self.trim_key)
+        try:
+            return {seq for first, last in doc["ranges"] for seq in range(int(first), int(last) + 1)}
+        except (KeyError, TypeError, ValueError):
+            raise CorruptCheckpoint(self.trim_key, "the list of deleted seqs is not a list of ranges") from None
+
+    def _note_trimmed(self, seqs: set[int], head: int) -> None:
+        """Remember `seqs` (deleted on purpose) below the new `head`; seqs above it will be written again."""
+        try:
+            kept = self.trimmed()
+        except CorruptCheckpoint:
+            kept = set()
+        doomed = {seq for seq in kept | seqs if seq < head}
+        if not doomed:
+            self.store.delete(self.trim_key)
+            return
+        ranges: list[list[int]] = []
+        for seq in sorted(doomed):
+            if ranges and ranges[-1][1] == seq - 1:
+                ranges[-1][1] = seq
+            else:
+                ranges.append([seq, seq])
+        self.store.put(self.trim_key, codec.seal(codec.dumps({"format": FORMAT, "ranges": ranges})))
 
     def record_blob(self, seq: int) -> bytes:
         """The record of `seq` sealed as a loose record (what an export carries)."""
@@ -470,14 +532,25 @@ class Chain:
     def delete_records(self, seqs: Iterable[int]) -> None:
         """Delete the records of `seqs`, loose or packed."""
         doomed = set(seqs)
+        if not doomed:
+            return
+        before = self.head_seq()
         self._unpack(doomed, keep=False)
         for seq in sorted(doomed, reverse=True):  # newest first: what a crash leaves still loads
             self.store.delete(self.commit_key(seq))
+        head = self.head_seq()
         if self.store.pack_records:
             # With the newest records gone their seqs will be written again: the floor, which refuses commits
             # at or below it, comes down to the new head.
-            head = self.head_seq()
             self._move_floor(lambda floor: min(floor, head))
+        self._note_trimmed(doomed, head)
+        if head < before:
+            # The index entry is the session's high-water mark (fsck reports a head below it as a loss): the
+            # head came down on purpose, so the mark comes down with it.
+            try:
+                self.summary.rebuild(self)
+            except SafepointError:
+                self.store.delete(session_index.key(self.segment))
 
     def _unpack(self, seqs: set[int], *, keep: bool = True) -> None:
         """Turn the packs holding any of `seqs` back into loose records (all of them, or with `keep=False` all
@@ -500,6 +573,7 @@ class Chain:
         """Delete every record, pack and the floor of this session (the session record stays)."""
         self.delete_records(self.seqs())
         self.store.delete(self.floor_key)
+        self.store.delete(self.trim_key)
 
     def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
@@ -524,6 +598,32 @@ class Chain:
         self._unpack({seq})  # a packed record is replaced as a loose one
         self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
+
+
+def acknowledged(store: Store, segment: str) -> int:
+    """The session's high-water mark: the newest seq its index entry says was committed (0 when unknown).
+
+    The entry is written with every commit anyway (see core.session_index), so the mark costs the save path
+    nothing; it only comes down when checkpoints are deleted on purpose (`Chain.delete_records`).
+    """
+    entry = session_index.read(store, segment)
+    head = entry.get("head") if isinstance(entry, dict) else None
+    seq = head.get("seq") if isinstance(head, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
+
+
+def _seq_of(key: str) -> int | None:
+    """The seq a commit key names, or None for a key that names none (a stray)."""
+    name = key.rsplit("/", 1)[1]
+    return int(name) if name.isdigit() and len(name) == 12 else None
+
+
+def _range_of(key: str) -> tuple[int, int] | None:
+    """(first, last) a pack key names, or None for a key that names no range (a stray)."""
+    first, _, last = key.rsplit("/", 1)[1].partition("-")
+    if not (first.isdigit() and last.isdigit() and len(first) == len(last) == 12 and int(first) <= int(last)):
+        return None
+    return int(first), int(last)
 
 
 def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:
