@@ -146,8 +146,23 @@ class Repository:
         return _with_head(info, chain.checkpoint(head) if head else None)
 
     def sessions(self) -> list[SessionInfo]:
-        """Every session in the store, newest activity first."""
-        found = [self.info(session_id) for session_id in self.session_ids()]
+        """Every session in the store, newest activity first. A session that cannot be read is listed too, with
+        `damaged` saying why (and no head), so one damaged record never hides the others."""
+        found = []
+        for info_key, session_id in maintenance.session_ids(self.store):
+            if session_id is None:
+                found.append(_damaged(info_key.removeprefix("sessions/"), "its session record is damaged"))
+                continue
+            try:
+                found.append(self.info(session_id))
+            except SessionNotFound:
+                continue  # deleted since the listing
+            except SafepointError as exc:
+                try:
+                    info = Chain(self.store, session_id).info()
+                except SafepointError:
+                    info = None
+                found.append(replace(info, damaged=str(exc)) if info else _damaged(session_id, str(exc)))
         return sorted(found, key=lambda i: i.updated_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:
@@ -163,9 +178,11 @@ class Repository:
         person, why (see core.summary and core.stuck)."""
         found = self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
         indexed = session_index.read(self.store, session_segment(found.info.id))
-        if indexed is None or (indexed.get("head") or {}).get("seq", 0) != found.info.seq:
+        # Behind (a crash, an import): heal it. Never when ahead: the entry is the session's high-water mark,
+        # and a head below it is a lost checkpoint that fsck must still see.
+        if indexed is None or (indexed.get("head") or {}).get("seq", 0) < found.info.seq:
             with contextlib.suppress(StorageError):  # best effort: a read-only store keeps its stale hint
-                _rebuild_entry(self.store, found.info.id)  # behind (a crash, an import): heal it
+                _rebuild_entry(self.store, found.info.id)
         return found
 
     def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:
@@ -567,6 +584,11 @@ def _rebuild_entry(store: Store, session_id: str) -> dict[str, Any]:
     """Rebuild a session's summary index entry from its chain (the truth), write it and return it."""
     chain = Chain(store, session_id)
     return chain.summary.rebuild(chain)
+
+
+def _damaged(session_id: str, why: str) -> SessionInfo:
+    """The listing's line for a session that cannot be read (shown, marked, sorted last)."""
+    return SessionInfo(session_id, None, [], None, datetime.fromtimestamp(0, UTC), damaged=why)
 
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:

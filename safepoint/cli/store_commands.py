@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..core.fsck import FsckReport
+from ..core.fsck import FsckReport, Problem
+from ..errors import StorageError
 from .app import JsonFlag, SessionArg, command, human_size, open_repo, out, print_json, spinner
 
 
@@ -65,9 +66,17 @@ def delete(
 @command()
 def fsck(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Verify every checkpoint and object; list what is damaged and which checkpoints it breaks."""
-    repo = open_repo(ctx)
-    with spinner("checking session") as progress:
-        report = repo.fsck(progress=progress)
+    try:
+        repo = open_repo(ctx)
+        with spinner("checking session") as progress:
+            report = repo.fsck(progress=progress)
+    except StorageError as exc:  # a backend too damaged to open (a truncated SQLite file): that is the report
+        report = FsckReport([Problem(ctx.obj.store or "<store>", f"the store cannot be opened: {exc}")], 0, 0, 0)
+        if as_json:
+            print_json(_fsck_json(report))
+        else:
+            out().print(Text(f"1 problem found:\n  {report.problems[0].key}: {report.problems[0].reason}", style="red"))
+        raise typer.Exit(1) from None
     if as_json:
         print_json(_fsck_json(report))
         raise typer.Exit(0 if report.ok else 1)

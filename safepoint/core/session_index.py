@@ -213,8 +213,9 @@ def entries(
     for gone in cache.keys() - found.keys():
         del cache[gone]
     listed = {info_key[len("sessions/") :] for info_key in info_keys}
-    for orphan in found.keys() - listed:  # the entry of a deleted session: its record is written first
-        store.delete(key(orphan))
+    for orphan in found.keys() - listed:  # the entry of a deleted session (its record is written first)...
+        if not store.list(f"commits/{orphan}/"):  # ...unless its checkpoints are there: then the record was lost,
+            store.delete(key(orphan))  # and the entry is what fsck finds the session by
     return out
 
 
