@@ -183,8 +183,9 @@ def _check_session(run: _Run, session_id: str) -> None:
             failed[seq] = error_key
     trimmed = run.guarded(chain.trim_key, "read the seqs deleted on purpose", chain.trimmed) or set()
     mark = acknowledged(store, chain.segment)
-    newest = max(seqs[-1] if seqs else 0, mark)
-    for first, last in _runs(s for s in range(1, newest + 1) if s not in records and s not in trimmed):
+    # Only records that read count: a damaged key name can claim any seq (900000000040 for 40).
+    newest = max([mark, *(seq for seq, record in records.items() if record is not None)])
+    for first, last in _gaps(newest, records.keys() | trimmed):
         key = chain.commit_key(first) if first == last else f"{chain.prefix}{first:012d}..{last:012d}"
         what = f"checkpoint {first}" if first == last else f"checkpoints {first}-{last}"
         check.bad[key] = f"{what} acknowledged but missing (a deleted record, pack or head commit)"
@@ -272,12 +273,13 @@ def _check_lease(run: _Run, chain: Chain) -> None:
         )
 
 
-def _runs(seqs: Iterator[int] | list[int]) -> list[tuple[int, int]]:
-    """[1, 2, 3, 5] -> [(1, 3), (5, 5)]."""
-    runs: list[list[int]] = []
-    for seq in seqs:
-        if runs and runs[-1][1] == seq - 1:
-            runs[-1][1] = seq
-        else:
-            runs.append([seq, seq])
-    return [(first, last) for first, last in runs]
+def _gaps(newest: int, present: set[int]) -> list[tuple[int, int]]:
+    """The runs of seqs from 1 to `newest` that are not in `present`, as (first, last), in O(len(present))."""
+    gaps, expected = [], 1
+    for seq in sorted(s for s in present if 1 <= s <= newest):
+        if seq > expected:
+            gaps.append((expected, seq - 1))
+        expected = seq + 1
+    if expected <= newest:
+        gaps.append((expected, newest))
+    return gaps
