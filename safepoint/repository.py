@@ -14,7 +14,8 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
-from .core.fsck import FsckReport, check_store
+from .core.chain_marks import trim_imported
+from .core.fsck import FsckReport, check_store, damage_listing
 from .core.history import Chain, check_session_id, session_segment, to_checkpoint
 from .core.migrations import Migrations
 from .core.paths import assign
@@ -146,24 +147,8 @@ class Repository:
         return _with_head(info, chain.checkpoint(head) if head else None)
 
     def sessions(self) -> list[SessionInfo]:
-        """Every session in the store, newest activity first. A session that cannot be read is listed too, with
-        `damaged` saying why (and no head), so one damaged record never hides the others."""
-        found = []
-        for info_key, session_id in maintenance.session_ids(self.store):
-            if session_id is None:
-                found.append(_damaged(info_key.removeprefix("sessions/"), "its session record is damaged"))
-                continue
-            try:
-                found.append(self.info(session_id))
-            except SessionNotFound:
-                continue  # deleted since the listing
-            except SafepointError as exc:
-                try:
-                    info = Chain(self.store, session_id).info()
-                except SafepointError:
-                    info = None
-                found.append(replace(info, damaged=str(exc)) if info else _damaged(session_id, str(exc)))
-        return sorted(found, key=lambda i: i.updated_at, reverse=True)
+        """Every session, newest activity first; one that cannot be read is listed too, `damaged` saying why."""
+        return sorted(damage_listing(self.store, self.info), key=lambda i: i.updated_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:
         """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
@@ -178,8 +163,7 @@ class Repository:
         person, why (see core.summary and core.stuck)."""
         found = self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
         indexed = session_index.read(self.store, session_segment(found.info.id))
-        # Behind (a crash, an import): heal it. Never when ahead: the entry is the session's high-water mark,
-        # and a head below it is a lost checkpoint that fsck must still see.
+        # Behind (a crash, an import): heal it. Never when ahead: that is a loss fsck must still see.
         if indexed is None or (indexed.get("head") or {}).get("seq", 0) < found.info.seq:
             with contextlib.suppress(StorageError):  # best effort: a read-only store keeps its stale hint
                 _rebuild_entry(self.store, found.info.id)
@@ -430,8 +414,7 @@ class Repository:
 
     # --- maintenance and portability ---------------------------------------------------------------
     def fsck(self, progress: maintenance.Progress | None = None) -> FsckReport:
-        """Verify every checkpoint and object; report what is damaged or missing, which checkpoints it breaks
-        and the last good one of each damaged session. Never raises for damage: it reports it."""
+        """Verify every checkpoint and object; report what is damaged or missing, what it breaks, the last good."""
         return check_store(self.store, progress)
 
     def gc(
@@ -482,6 +465,7 @@ class Repository:
         if as_id is not None:
             check_session_id(as_id)
         info = self.info(bundle.import_session(self.store, path, as_id=as_id))
+        trim_imported(Chain(self.store, info.id))
         if info.head is None or info.head.status not in open_sessions.CLOSED:
             Chain(self.store, info.id).mark_open()
         _rebuild_entry(self.store, info.id)
@@ -584,11 +568,6 @@ def _rebuild_entry(store: Store, session_id: str) -> dict[str, Any]:
     """Rebuild a session's summary index entry from its chain (the truth), write it and return it."""
     chain = Chain(store, session_id)
     return chain.summary.rebuild(chain)
-
-
-def _damaged(session_id: str, why: str) -> SessionInfo:
-    """The listing's line for a session that cannot be read (shown, marked, sorted last)."""
-    return SessionInfo(session_id, None, [], None, datetime.fromtimestamp(0, UTC), damaged=why)
 
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:

@@ -219,3 +219,14 @@ def test_a_damaged_key_gives_a_typed_error_not_a_value_error(tmp_path: Path) -> 
         problems = {p.key: p.reason for p in repo.fsck().problems}
     assert "stray key" in problems["commits/s/00000000004x"]
     assert "checkpoint 40 acknowledged but missing" in problems[f"commits/s/{40:012d}"]
+
+
+def test_a_trimmed_session_exported_and_imported_is_not_a_loss(tmp_path: Path) -> None:
+    with sp.open(tmp_path / "a") as repo:
+        _grow(repo)
+        repo.gc(keep_last=5, settle=2.0)
+        bundle = repo.export_session("s", tmp_path / "s.safepoint.tar")
+    with sp.open(tmp_path / "b") as repo:
+        repo.import_session(bundle)
+        assert min(c.seq for c in repo.history("s")) > 1
+        assert repo.fsck().ok

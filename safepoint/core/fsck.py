@@ -14,14 +14,17 @@ whole store, or the entry and the newest commits together), and a commit whose e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
-from ..errors import CorruptCheckpoint, SafepointError
+from ..errors import CorruptCheckpoint, SafepointError, SessionNotFound
+from ..model import SessionInfo
 from ..stores.base import Store, floor_value
 from . import codec, session_index
-from .history import Chain, acknowledged
-from .maintenance import Progress, _Verifier
+from .chain_marks import acknowledged, range_of, seq_of
+from .history import Chain
+from .maintenance import Progress, _Verifier, session_ids
 from .session_ids import session_segment
 
 #: Reasons starting with this name a failure fsck did not expect (a bug, not only damage): tests look for it.
@@ -170,7 +173,7 @@ def _id_from_records(store: Store, segment: str) -> str | None:
 def _check_session(run: _Run, session_id: str) -> None:
     store, check = run.store, run.check
     chain = Chain(store, session_id)
-    for key in chain.strays():
+    for key in _strays(chain):
         check.bad[key] = "stray key: it names no checkpoint seq (a damaged name or a foreign file); remove it"
     records: dict[int, dict | None] = {}
     failed: dict[int, str] = {}  # seq -> the key its damage is reported under
@@ -213,6 +216,14 @@ def _check_session(run: _Run, session_id: str) -> None:
         run.last_good[session_id] = max((seq for seq in records if seq not in broken), default=None)
 
 
+def _strays(chain: Chain) -> list[str]:
+    """Keys under the session's commits and packs that name no seq or seq range (damage, or foreign files)."""
+    loose = [key for key in chain.store.list(chain.prefix) if seq_of(key) is None]
+    if not chain.store.pack_records:
+        return loose
+    return loose + [key for key in chain.store.list(chain.pack_prefix) if range_of(key) is None]
+
+
 def _checkpoint_damage(
     chain: Chain, check: _Verifier, records: dict[int, dict | None], missing: dict[int, str], seq: int
 ) -> list[str]:
@@ -244,8 +255,12 @@ def _check_floor(run: _Run, chain: Chain, newest: int) -> None:
     except CorruptCheckpoint as exc:
         run.bad[chain.floor_key] = f"{exc.reason}: every save of this session fails until it holds a seq again"
         return
-    packed = max((last for _, last, _ in chain.packs()), default=0)
-    if floor < packed:
+    packs = chain.packs()
+    packed = max((last for _, last, _ in packs), default=0)
+    loose = {seq_of(key) for key in run.store.list(chain.prefix)}
+    # A pack above the floor whose loose copies are all there is one a crash interrupted (gc finishes it).
+    interrupted = all(set(range(first, last + 1)) <= loose for first, last, _ in packs if last > floor)
+    if floor < packed and not interrupted:
         run.bad[chain.floor_key] = (
             f"floor {floor} is below the highest packed seq {packed} (lowered, truncated or deleted): a writer "
             f"behind the head could commit a seq a pack holds; write {packed:012d} into it"
@@ -271,6 +286,29 @@ def _check_lease(run: _Run, chain: Chain) -> None:
             f"lease record is damaged ({getattr(exc, 'reason', exc)}): the session cannot be opened for "
             "writing; once no worker runs it, delete this key"
         )
+
+
+def damage_listing(store: Store, info_of: Callable[[str], SessionInfo]) -> Iterator[SessionInfo]:
+    """Every session's info (`info_of(id)`); for one that cannot be read, an info marked `damaged` with why."""
+    for info_key, session_id in session_ids(store):
+        if session_id is None:
+            yield _damaged(info_key.removeprefix("sessions/"), "its session record is damaged")
+            continue
+        try:
+            yield info_of(session_id)
+        except SessionNotFound:
+            continue  # deleted since the listing
+        except SafepointError as exc:
+            try:
+                info = Chain(store, session_id).info()
+            except SafepointError:
+                info = None
+            yield replace(info, damaged=str(exc)) if info else _damaged(session_id, str(exc))
+
+
+def _damaged(session_id: str, why: str) -> SessionInfo:
+    """The listing's line for a session that cannot be read (marked, sorted last)."""
+    return SessionInfo(session_id, None, [], None, datetime.fromtimestamp(0, UTC), damaged=why)
 
 
 def _gaps(newest: int, present: set[int]) -> list[tuple[int, int]]:

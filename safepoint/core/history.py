@@ -9,8 +9,7 @@ Layout (all keys under the store root):
     objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
     packs/<sid>/<first>-<last>     (stores with `pack_records`) the records of one finished keyframe cycle
     packed/<sid>                   the highest seq ever packed: a commit at or below it lost to a pack
-    trimmed/<sid>                  the seqs deleted on purpose (retention, a LangGraph prune), so fsck can tell
-                                   them from checkpoints lost to damage; written only when records are deleted
+    trimmed/<sid>                  the seqs deleted on purpose, unlike lost ones (see core.chain_marks)
 
 A commit record is either a *keyframe* (the state's tree root, whose big parts are shared objects) or a
 *delta* (the operations since its parent). At most `KEYFRAME_EVERY - 1` deltas follow a keyframe, and
@@ -20,8 +19,8 @@ O(state size), whatever the length of the history.
 On stores where every key costs a disk block (`Store.pack_records`: the directory store), a small record
 would take 4 KiB. So when a keyframe commits, the records of the cycle it closes are copied into one pack
 (written and made durable first), the `packed/<sid>` floor is raised, and only then are the loose records
-discarded. Readers look in the packs for any seq at or below the floor. A writer so stale that it re-creates a
-discarded record finds the floor above its seq and gets ConflictError, as it would have without packing.
+discarded. Readers look in the packs for any seq. A writer so stale that it re-creates a discarded record
+finds the floor above its seq and gets ConflictError, as it would have without packing.
 """
 
 from __future__ import annotations
@@ -46,7 +45,8 @@ from ..errors import (
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import artifacts, codec, delta, gc_guard, open_sessions, redact, session_index
+from . import artifacts, chain_marks, codec, delta, gc_guard, open_sessions, redact, session_index
+from .chain_marks import acknowledged, range_of, seq_of
 from .session_ids import MAX_ID_LENGTH, check_session_id, session_segment  # noqa: F401 - re-exported
 from .tree import TreeReader, TreeWriter, size_inline
 
@@ -162,7 +162,7 @@ class Chain:
         """The latest committed seq (0 when there is none): the hint, then probe forward."""
         if not self.store.head_hints:
             last = self.store.last(self.prefix)
-            if last is not None and (seq := _seq_of(last)) is not None:
+            if last is not None and (seq := seq_of(last)) is not None:
                 return seq
             seqs = self.seqs()  # no loose record, or a stray key sorts last: look at them all
             return seqs[-1] if seqs else 0
@@ -182,16 +182,9 @@ class Chain:
 
     def seqs(self) -> list[int]:
         """Every seq with a record, loose or packed (keys that are no seq, strays, are left out: fsck names them)."""
-        loose = {seq for seq in map(_seq_of, self.store.list(self.prefix)) if seq is not None}
+        loose = {seq for seq in map(seq_of, self.store.list(self.prefix)) if seq is not None}
         packed = {seq for first, last, _ in self.packs() for seq in range(first, last + 1)}
         return sorted(loose | packed)
-
-    def strays(self) -> list[str]:
-        """Keys under this session's commits and packs that name no seq or seq range (damage, or foreign files)."""
-        loose = [key for key in self.store.list(self.prefix) if _seq_of(key) is None]
-        if not self.store.pack_records:
-            return loose
-        return loose + [key for key in self.store.list(self.pack_prefix) if _range_of(key) is None]
 
     def packs(self) -> list[tuple[int, int, str]]:
         """(first, last, key) of every pack of this session, oldest first."""
@@ -199,7 +192,7 @@ class Chain:
         if not self.store.pack_records:
             return found  # never packed: spare the fleet stores a round trip
         for key in self.store.list(self.pack_prefix):
-            if (span := _range_of(key)) is not None:
+            if (span := range_of(key)) is not None:
                 found.append((*span, key))
         self._floor = None  # the caller is about to read records: let them see the floor as it is now
         return found
@@ -235,60 +228,29 @@ class Chain:
             if found is not None:
                 return found
             self._floor = self._read_floor()  # packed while we looked?
-        # A pack is looked for even above the floor: a floor lowered by damage must not hide packed records.
-        # (A seq at or below the floor in no pack is a record unpacked again: see delete_records.)
+        # Packs are searched even above the floor: a floor lowered by damage must not hide packed records.
         found = self._packed(seq) or self._loose(seq)
         if found is None:
             self._missing(seq)
         return found  # type: ignore[return-value]
 
     def _missing(self, seq: int) -> None:
-        """Raise for a seq with no record: CheckpointNotFound, unless the store shows it existed (damage)."""
+        """Raise for a seq with no record: CorruptCheckpoint when it was committed (at or below the high-water mark,
+        the floor or a later record) and not deleted on purpose, else CheckpointNotFound."""
         seqs = self.seqs()
-        mark = acknowledged(self.store, self.segment)
-        if seqs and seqs[0] < seq < max(seqs[-1], mark + 1) and seq not in self.trimmed():
-            raise CorruptCheckpoint(
-                self.commit_key(seq),
-                f"the record of checkpoint {seq} is missing although checkpoints before and after it exist "
-                "(a deleted pack or record): the store is damaged",
-            )
-        floor = self._read_floor()
-        if 0 < seq <= floor and seq not in self.trimmed() and not any(f <= seq <= la for f, la, _ in self.packs()):
-            raise CorruptCheckpoint(
-                self.floor_key,
-                f"checkpoint {seq} was packed (the floor is {floor}) but no pack holds it: the store is damaged",
-            )
+        if 0 < seq <= max(acknowledged(self.store, self.segment), self._read_floor(), *seqs[-1:]):
+            if seq not in self.trimmed():
+                why = "was committed but its record is missing (a deleted pack or record): the store is damaged"
+                raise CorruptCheckpoint(self.commit_key(seq), f"checkpoint {seq} {why}")
         raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
 
-    # --- seqs deleted on purpose ------------------------------------------------------------------
     def trimmed(self) -> set[int]:
         """The seqs deleted on purpose (so fsck does not report them lost); empty when none were."""
-        blob = self.store.get(self.trim_key)
-        if blob is None:
-            return set()
-        doc = codec.load_sealed(blob, self.trim_key)
-        try:
-            return {seq for first, last in doc["ranges"] for seq in range(int(first), int(last) + 1)}
-        except (KeyError, TypeError, ValueError):
-            raise CorruptCheckpoint(self.trim_key, "the list of deleted seqs is not a list of ranges") from None
+        return chain_marks.trimmed(self.store, self.trim_key)
 
-    def _note_trimmed(self, seqs: set[int], head: int) -> None:
-        """Remember `seqs` (deleted on purpose) below the new `head`; seqs above it will be written again."""
-        try:
-            kept = self.trimmed()
-        except CorruptCheckpoint:
-            kept = set()
-        doomed = {seq for seq in kept | seqs if seq < head}
-        if not doomed:
-            self.store.delete(self.trim_key)
-            return
-        ranges: list[list[int]] = []
-        for seq in sorted(doomed):
-            if ranges and ranges[-1][1] == seq - 1:
-                ranges[-1][1] = seq
-            else:
-                ranges.append([seq, seq])
-        self.store.put(self.trim_key, codec.seal(codec.dumps({"format": FORMAT, "ranges": ranges})))
+    def note_trimmed(self, seqs: set[int], head: int) -> None:
+        """Remember `seqs` as deleted on purpose (those below the new `head`)."""
+        chain_marks.note_trimmed(self.store, self.trim_key, seqs, head)
 
     def record_blob(self, seq: int) -> bytes:
         """The record of `seq` sealed as a loose record (what an export carries)."""
@@ -531,8 +493,7 @@ class Chain:
 
     def delete_records(self, seqs: Iterable[int]) -> None:
         """Delete the records of `seqs`, loose or packed."""
-        doomed = set(seqs)
-        if not doomed:
+        if not (doomed := set(seqs)):
             return
         before = self.head_seq()
         self._unpack(doomed, keep=False)
@@ -543,10 +504,8 @@ class Chain:
             # With the newest records gone their seqs will be written again: the floor, which refuses commits
             # at or below it, comes down to the new head.
             self._move_floor(lambda floor: min(floor, head))
-        self._note_trimmed(doomed, head)
-        if head < before:
-            # The index entry is the session's high-water mark (fsck reports a head below it as a loss): the
-            # head came down on purpose, so the mark comes down with it.
+        self.note_trimmed(doomed, head)
+        if head < before:  # on purpose: the high-water mark (the index entry) comes down with the head
             try:
                 self.summary.rebuild(self)
             except SafepointError:
@@ -598,32 +557,6 @@ class Chain:
         self._unpack({seq})  # a packed record is replaced as a loose one
         self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
-
-
-def acknowledged(store: Store, segment: str) -> int:
-    """The session's high-water mark: the newest seq its index entry says was committed (0 when unknown).
-
-    The entry is written with every commit anyway (see core.session_index), so the mark costs the save path
-    nothing; it only comes down when checkpoints are deleted on purpose (`Chain.delete_records`).
-    """
-    entry = session_index.read(store, segment)
-    head = entry.get("head") if isinstance(entry, dict) else None
-    seq = head.get("seq") if isinstance(head, dict) else None
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
-
-
-def _seq_of(key: str) -> int | None:
-    """The seq a commit key names, or None for a key that names none (a stray)."""
-    name = key.rsplit("/", 1)[1]
-    return int(name) if name.isdigit() and len(name) == 12 else None
-
-
-def _range_of(key: str) -> tuple[int, int] | None:
-    """(first, last) a pack key names, or None for a key that names no range (a stray)."""
-    first, _, last = key.rsplit("/", 1)[1].partition("-")
-    if not (first.isdigit() and last.isdigit() and len(first) == len(last) == 12 and int(first) <= int(last)):
-        return None
-    return int(first), int(last)
 
 
 def _encode_ops(ops: list[delta.Op]) -> tuple[bytes, list[delta.Op]]:

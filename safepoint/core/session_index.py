@@ -164,10 +164,8 @@ class Tracker:
         if head:
             record, doc = chain.load(head)
             runtime = doc.get("runtime") or {}
-            first = max(1, head - WINDOW + 1)
-            times = [
-                datetime.fromisoformat(chain.record(seq)["created_at"]).timestamp() for seq in range(first, head + 1)
-            ]
+            recent = [seq for seq in chain.seqs() if seq > head - WINDOW][-WINDOW:]  # (retention may have left fewer)
+            times = [datetime.fromisoformat(chain.record(seq)["created_at"]).timestamp() for seq in recent]
         blob = entry(self.identity(), record, runtime, times)
         self.store.put_hint(key(self.segment), blob)
         self.times = times
