@@ -495,16 +495,16 @@ class Chain:
         """Delete the records of `seqs`, loose or packed."""
         if not (doomed := set(seqs)):
             return
-        before = self.head_seq()
+        seqs = self.seqs()
+        before, head = max(seqs, default=0), max(set(seqs) - doomed, default=0)
+        self.note_trimmed(doomed, head)  # first: a reader meanwhile finds them gone on purpose, not lost
         self._unpack(doomed, keep=False)
         for seq in sorted(doomed, reverse=True):  # newest first: what a crash leaves still loads
             self.store.delete(self.commit_key(seq))
         head = self.head_seq()
         if self.store.pack_records:
-            # With the newest records gone their seqs will be written again: the floor, which refuses commits
-            # at or below it, comes down to the new head.
+            # With the newest records gone their seqs will be written again: the floor comes down to the head.
             self._move_floor(lambda floor: min(floor, head))
-        self.note_trimmed(doomed, head)
         if head < before:  # on purpose: the high-water mark (the index entry) comes down with the head
             try:
                 self.summary.rebuild(self)

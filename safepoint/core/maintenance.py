@@ -135,8 +135,10 @@ def delete_session(store: Store, session_id: str, extra_keys: Iterable[str] = ()
     deleted."""
     chain = Chain(store, session_id)
     seqs = chain.seqs()
-    # The index entry first: it is the session's high-water mark, which must not outlive its checkpoints.
+    # The high-water marks first (the index entry, the floor): they must not outlive the checkpoints they vouch
+    # for, or a reader meanwhile would take a record deleted here for a lost one.
     store.delete(session_index.key(chain.segment))
+    store.delete(chain.floor_key)
     for key in sorted(store.list(chain.prefix), reverse=True) + store.list(chain.pack_prefix):
         store.delete(key)
     keys = [chain.head_key, chain.floor_key, chain.trim_key, open_sessions.key(chain.segment)]
