@@ -129,6 +129,8 @@ class SessionInfo:
     parent: dict[str, Any] | None
     created_at: datetime
     head: Checkpoint | None = None
+    #: why the session cannot be read as a whole (a damaged record, see `safepoint fsck`); None when it can
+    damaged: str | None = None
 
     @property
     def status(self) -> Status | None:
@@ -156,4 +158,5 @@ class SessionInfo:
             "created_at": self.created_at.isoformat(),
             "updated_at": head.created_at.isoformat() if head else None,
             "parent": self.parent,
+            **({"damaged": self.damaged} if self.damaged else {}),
         }

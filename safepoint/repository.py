@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel
-
 from .core import artifacts, bundle, codec, delta, gc_guard, listing, maintenance, open_sessions, session_index
-from .core.history import Chain, check_session_id, session_segment, to_checkpoint
+from .core.chain_marks import trim_imported
+from .core.checkpoints import to_checkpoint
+from .core.fsck import FsckReport, check_store, damage_listing
+from .core.history import Chain, check_session_id, session_segment
 from .core.index_check import current as current_entries
-from .core.loaded import loaded
 from .core.migrations import Migrations
 from .core.paths import assign
 from .core.redact import Redactor
@@ -27,7 +27,6 @@ from .errors import (
     ConflictError,
     CorruptCheckpoint,
     EncryptionKeyError,
-    InvalidState,
     SafepointError,
     SessionBusy,
     SessionNotFound,
@@ -39,7 +38,7 @@ from .runtime.leases import DEFAULT_TTL, lease_key, read_lease
 from .runtime.retry import RetryPolicy
 from .runtime.steps import now as timestamp
 from .runtime.wake import wake
-from .session import Session, from_plain
+from .session import Session, validate_state
 from .stores import Store, keys, open_store
 from .stores.encryption import open_encrypted
 from .stores.keys import KeySpec
@@ -146,9 +145,11 @@ class Repository:
         return _with_head(info, chain.checkpoint(head) if head else None)
 
     def sessions(self) -> list[SessionInfo]:
-        """Every session in the store, newest activity first (from the summary index, checked against the chains)."""
-        docs = sorted(self._index(exact=True), key=session_index.updated_at, reverse=True)  # (never a followed copy)
-        return [session_index.to_info(doc) for doc in docs]
+        """Every session, newest activity first (from the summary index, checked against the chains; never a
+        followed copy); one that cannot be read is listed too, `damaged` saying why."""
+        found = [session_index.to_info(doc) for doc in self._index(exact=True)]
+        found += damage_listing(self.store, self.info, skip={info.id for info in found})
+        return sorted(found, key=lambda i: i.updated_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:
         """Ids of every session; a session whose record is damaged is left out (`fsck` reports it)."""
@@ -163,9 +164,10 @@ class Repository:
         person, why (see core.summary and core.stuck)."""
         found = self._summary(self.info(session_id), policy or StuckPolicy(), now or datetime.now(UTC))
         indexed = session_index.read(self.store, session_segment(found.info.id))
-        if indexed is None or (indexed.get("head") or {}).get("seq", 0) != found.info.seq:
+        # Behind (a crash, an import): heal it. Never when ahead: that is a loss fsck must still see.
+        if indexed is None or (indexed.get("head") or {}).get("seq", 0) < found.info.seq:
             with contextlib.suppress(StorageError):  # best effort: a read-only store keeps its stale hint
-                _rebuild_entry(self.store, found.info.id)  # behind (a crash, an import): heal it
+                _rebuild_entry(self.store, found.info.id)
         return found
 
     def summaries(self, *, policy: StuckPolicy | None = None, now: datetime | None = None) -> list[SessionSummary]:
@@ -412,9 +414,9 @@ class Repository:
         return artifacts.open_artifact(self.store, ref)
 
     # --- maintenance and portability ---------------------------------------------------------------
-    def fsck(self, progress: maintenance.Progress | None = None) -> maintenance.FsckReport:
-        """Verify every checkpoint and object; report what is damaged and which checkpoints it breaks."""
-        return maintenance.fsck(self.store, progress)
+    def fsck(self, progress: maintenance.Progress | None = None) -> FsckReport:
+        """Verify every checkpoint and object; report what is damaged or missing, what it breaks, the last good."""
+        return check_store(self.store, progress)
 
     def gc(
         self,
@@ -464,6 +466,7 @@ class Repository:
         if as_id is not None:
             check_session_id(as_id)
         info = self.info(bundle.import_session(self.store, path, as_id=as_id))
+        trim_imported(Chain(self.store, info.id))
         if info.head is None or info.head.status not in open_sessions.CLOSED:
             Chain(self.store, info.id).mark_open()
         _rebuild_entry(self.store, info.id)
@@ -575,26 +578,3 @@ def _rebuild_entry(store: Store, session_id: str) -> dict[str, Any]:
 
 def _with_head(info: SessionInfo, head: Checkpoint | None) -> SessionInfo:
     return SessionInfo(info.id, info.agent, info.tags, info.parent, info.created_at, head)
-
-
-def validate_state(head: Checkpoint, state: Any) -> None:
-    """Check an edited state against the schema its session was saved with, where that can be known."""
-    if not isinstance(state, dict):
-        raise InvalidState(f"the state of session {head.session!r} must be a JSON object, got {type(state).__name__}")
-    codec.dumps(state)  # NotSerializable for anything without a JSON form
-    schema = _import_schema(head.meta.get("schema"))
-    if schema is not None:
-        from_plain(
-            schema,
-            state,
-            f"edited state of session {head.session!r}",
-            fix=f"correct that value and try again (the state must match {schema.__name__}); nothing was committed",
-        )
-
-
-def _import_schema(name: str | None) -> type[BaseModel] | None:
-    if not name or name == "dict":
-        return None
-    module, _, attr = name.rpartition(".")
-    schema = loaded(module, attr)  # never imported: the name is stored data (see safepoint.core.loaded)
-    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None

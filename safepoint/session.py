@@ -12,6 +12,7 @@ from pydantic_core import PydanticSerializationError
 
 from .core import artifacts, codec, gc_guard
 from .core.history import Chain, Saved
+from .core.loaded import loaded
 from .core.migrations import Migrations
 from .errors import ArtifactNotFound, ConflictError, FenceMismatch, InvalidState, SessionClosed, StorageError
 from .model import AgentState, ArtifactRef, Checkpoint, Status
@@ -375,3 +376,26 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, seq={self._seq}, new={self.is_new})"
+
+
+def validate_state(head: Checkpoint, state: Any) -> None:
+    """Check an edited state against the schema its session was saved with, where that can be known."""
+    if not isinstance(state, dict):
+        raise InvalidState(f"the state of session {head.session!r} must be a JSON object, got {type(state).__name__}")
+    codec.dumps(state)  # NotSerializable for anything without a JSON form
+    schema = _import_schema(head.meta.get("schema"))
+    if schema is not None:
+        from_plain(
+            schema,
+            state,
+            f"edited state of session {head.session!r}",
+            fix=f"correct that value and try again (the state must match {schema.__name__}); nothing was committed",
+        )
+
+
+def _import_schema(name: str | None) -> type[BaseModel] | None:
+    if not name or name == "dict":
+        return None
+    module, _, attr = name.rpartition(".")
+    schema = loaded(module, attr)  # never imported: the name is stored data (see safepoint.core.loaded)
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None

@@ -83,7 +83,9 @@ def test_fsck_reports_a_missing_commit_that_later_deltas_need():
     report = store.fsck()
     [problem] = report.problems
     assert problem.key == "commits/s/000000000005"
-    assert problem.broken == [("s", seq) for seq in range(6, 13)]
+    assert problem.reason.startswith("checkpoint 5 acknowledged but missing")
+    assert problem.broken == [("s", seq) for seq in range(5, 13)]  # itself, and the deltas built on it
+    assert problem.last_good == {"s": 4} and report.last_good == {"s": 4}
 
 
 def test_fsck_checks_artifacts_and_orphans():

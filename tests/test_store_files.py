@@ -39,6 +39,17 @@ class TestFileStore(StoreTests):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
+    def raw_delete(self, store: Store, key: str) -> None:
+        Path(store.url.removeprefix("file://"), key).unlink(missing_ok=True)
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        root = Path(store.url.removeprefix("file://"))
+        return {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in root.rglob("*")
+            if path.is_file() and path.name != files.LOCK_NAME and not path.name.startswith(files.TEMP_PREFIX)
+        }
+
 
 def temp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".tmp-*"))

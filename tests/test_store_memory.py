@@ -35,6 +35,12 @@ class TestMemoryStore(StoreTests):
     def raw_put(self, store: Store, key: str, data: bytes) -> None:
         MemoryStore._named[store.url.removeprefix("memory://")][0][key] = data
 
+    def raw_delete(self, store: Store, key: str) -> None:
+        MemoryStore._named[store.url.removeprefix("memory://")][0].pop(key, None)
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        return dict(MemoryStore._named[store.url.removeprefix("memory://")][0])
+
 
 def test_unnamed_stores_are_private() -> None:
     first, second = MemoryStore(), MemoryStore()

@@ -64,8 +64,20 @@ class TestPostgresStore(StoreTests):
 
     def raw_put(self, store: Store, key: str, data: bytes) -> None:
         with raw(store) as conn:
-            query = psycopg.sql.SQL("INSERT INTO {}.kv VALUES (%s, %s)").format(psycopg.sql.Identifier(store.schema))
+            query = psycopg.sql.SQL(
+                "INSERT INTO {}.kv VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ).format(psycopg.sql.Identifier(store.schema))
             conn.execute(query, (key, data))
+
+    def raw_delete(self, store: Store, key: str) -> None:
+        with raw(store) as conn:
+            query = psycopg.sql.SQL("DELETE FROM {}.kv WHERE key = %s").format(psycopg.sql.Identifier(store.schema))
+            conn.execute(query, (key,))
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        with raw(store) as conn:
+            query = psycopg.sql.SQL("SELECT key, value FROM {}.kv").format(psycopg.sql.Identifier(store.schema))
+            return {key: bytes(value) for key, value in conn.execute(query)}
 
 
 @pytest.fixture

@@ -71,6 +71,17 @@ class TestRedisStore(StoreTests):
             client.set(value_key(store, key), data)
             client.zadd(index_key(store), {key: 0})
 
+    def raw_delete(self, store: Store, key: str) -> None:
+        with raw_client() as client:
+            client.delete(value_key(store, key))
+            client.zrem(index_key(store), key)
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        with raw_client() as client:
+            keys = [key.decode() for key in client.zrange(index_key(store), 0, -1)]
+            values = client.mget([value_key(store, key) for key in keys]) if keys else []
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
 
 @pytest.fixture
 def store(prefix_url: str) -> Iterator[RedisStore]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,21 @@ class TestSQLiteStore(StoreTests):
 
     def raw_put(self, store: Store, key: str, data: bytes) -> None:
         store.put("unrelated", b"")  # let the store create its tables first
-        with raw(store) as conn:
-            conn.execute("INSERT INTO kv VALUES (?, ?)", (key, data))
+        with closing(raw(store)) as conn, conn:
+            conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, data))
         store.delete("unrelated")
+
+    def raw_delete(self, store: Store, key: str) -> None:
+        if not Path(store.url.removeprefix("sqlite:///")).exists():
+            return
+        with closing(raw(store)) as conn, conn:
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        if not Path(store.url.removeprefix("sqlite:///")).exists():
+            return {}
+        with closing(raw(store)) as conn:
+            return {key: bytes(value) for key, value in conn.execute("SELECT key, value FROM kv")}
 
 
 @pytest.fixture

@@ -67,11 +67,16 @@ def ls(
     table = new_table("session", "agent", "status", "step", "seq", "updated", "parent")
     for info in infos:
         head = info.head
+        status = Text("damaged", style="bold red") if info.damaged else status_text(head)
+        updated = "" if info.damaged and head is None else age(info.updated_at)
         table.add_row(
-            info.id, info.agent or "", status_text(head), (head.step if head else None) or "", str(info.seq),
-            age(info.updated_at), _origin(info.parent),
+            info.id, info.agent or "", status, (head.step if head else None) or "", str(info.seq),
+            updated, _origin(info.parent),
         )  # fmt: skip
     table.print()
+    for info in infos:
+        if info.damaged:
+            note(f"session {info.id} is damaged: {info.damaged}")
 
 
 def _ls_stuck(repo: Repository, as_json: bool) -> None:

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..core.maintenance import FsckReport
-from ..repository import Repository
+from ..core.fsck import FsckReport, Problem
+from ..errors import StorageError
 from .app import JsonFlag, SessionArg, command, human_size, open_repo, out, print_json, spinner
 
 
@@ -66,11 +66,19 @@ def delete(
 @command()
 def fsck(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Verify every checkpoint and object; list what is damaged and which checkpoints it breaks."""
-    repo = open_repo(ctx)
-    with spinner("checking session") as progress:
-        report = repo.fsck(progress=progress)
+    try:
+        repo = open_repo(ctx)
+        with spinner("checking session") as progress:
+            report = repo.fsck(progress=progress)
+    except StorageError as exc:  # a backend too damaged to open (a truncated SQLite file): that is the report
+        report = FsckReport([Problem(ctx.obj.store or "<store>", f"the store cannot be opened: {exc}")], 0, 0, 0)
+        if as_json:
+            print_json(_fsck_json(report))
+        else:
+            out().print(Text(f"1 problem found:\n  {report.problems[0].key}: {report.problems[0].reason}", style="red"))
+        raise typer.Exit(1) from None
     if as_json:
-        print_json(_fsck_json(repo, report))
+        print_json(_fsck_json(report))
         raise typer.Exit(0 if report.ok else 1)
     console = out()
     console.print(
@@ -87,11 +95,15 @@ def fsck(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         for session_id, seqs in _by_session(problem.broken).items():
             console.print(f"    breaks session {session_id} seq {_ranges(seqs)}")
             sessions.setdefault(session_id, []).extend(seqs)
-    for session_id in sessions:
-        good = repo.last_good(session_id) if repo.exists(session_id) else None
-        if good is not None:
+    for session_id in dict.fromkeys([*sessions, *report.last_good]):
+        good = report.last_good.get(session_id)
+        if good is None:
+            console.print(f"session {session_id}: no checkpoint loads with all its artifacts")
+        elif repo.exists(session_id):
             console.print(f"session {session_id}: last good checkpoint is seq {good}; "
                       f"continue from it with `safepoint fork {shlex.quote(session_id)} --at {good}`")  # fmt: skip
+        else:
+            console.print(f"session {session_id}: last good checkpoint is seq {good} (its session record is gone)")
     raise typer.Exit(1)
 
 
@@ -146,18 +158,22 @@ def _parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.astimezone()
 
 
-def _fsck_json(repo: Repository, report: FsckReport) -> dict[str, Any]:
-    broken = {session_id for problem in report.problems for session_id, _ in problem.broken}
+def _fsck_json(report: FsckReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "checked_checkpoints": report.checked_checkpoints,
         "checked_objects": report.checked_objects,
         "swept": report.swept,
         "problems": [
-            {"key": p.key, "reason": p.reason, "broken": [{"session": sid, "seq": seq} for sid, seq in p.broken]}
+            {
+                "key": p.key,
+                "reason": p.reason,
+                "broken": [{"session": sid, "seq": seq} for sid, seq in p.broken],
+                "last_good": p.last_good,
+            }
             for p in report.problems
         ],
-        "last_good": {sid: repo.last_good(sid) if repo.exists(sid) else None for sid in sorted(broken)},
+        "last_good": dict(sorted(report.last_good.items())),
     }
 
 

@@ -9,6 +9,7 @@ Layout (all keys under the store root):
     objects/<xx>/<sha256>          content-addressed tree nodes shared by every checkpoint and fork
     packs/<sid>/<first>-<last>     (stores with `pack_records`) the records of one finished keyframe cycle
     packed/<sid>                   the highest seq ever packed: a commit at or below it lost to a pack
+    trimmed/<sid>                  the seqs deleted on purpose, unlike lost ones (see core.chain_marks)
 
 A commit record is either a *keyframe* (the state's tree root, whose big parts are shared objects) or a
 *delta* (the operations since its parent). At most `KEYFRAME_EVERY - 1` deltas follow a keyframe, and
@@ -18,8 +19,8 @@ O(state size), whatever the length of the history.
 On stores where every key costs a disk block (`Store.pack_records`: the directory store), a small record
 would take 4 KiB. So when a keyframe commits, the records of the cycle it closes are copied into one pack
 (written and made durable first), the `packed/<sid>` floor is raised, and only then are the loose records
-discarded. Readers look in the packs for any seq at or below the floor. A writer so stale that it re-creates a
-discarded record finds the floor above its seq and gets ConflictError, as it would have without packing.
+discarded. Readers look in the packs for any seq. A writer so stale that it re-creates a discarded record
+finds the floor above its seq and gets ConflictError, as it would have without packing.
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ from ..errors import (
     CheckpointNotFound,
     ConflictError,
     CorruptCheckpoint,
+    SafepointError,
     SafepointWarning,
     SchemaTooNew,
     StorageError,
 )
 from ..model import FORMAT, Checkpoint, SessionInfo, Status
 from ..stores.base import Fence, Store, floor_value
-from . import artifacts, codec, delta, gc_guard, open_sessions, redact, session_index, tracing
+from . import artifacts, chain_marks, codec, delta, gc_guard, open_sessions, redact, session_index, tracing
+from .chain_marks import acknowledged, range_of, seq_of
+from .checkpoints import to_checkpoint
 from .session_ids import MAX_ID_LENGTH, check_session_id, session_segment  # noqa: F401 - re-exported
 from .tree import TreeReader, TreeWriter, size_inline
 
@@ -61,10 +65,6 @@ def commit_key(segment: str, seq: int) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Chain:
         self.prefix = f"commits/{self.segment}/"
         self.pack_prefix = f"packs/{self.segment}/"
         self.floor_key = f"packed/{self.segment}"
+        self.trim_key = f"trimmed/{self.segment}"
         self.known: set[str] = set()  # object hashes known to exist in the store
         self.verified_refs: set[str] = set()  # artifacts known stored, with their chunks, since the last gc
         self.gc_watch = gc_guard.GcWatch(store)
@@ -131,7 +132,7 @@ class Chain:
             agent=doc.get("agent"),
             tags=list(doc.get("tags", [])),
             parent=doc.get("parent"),
-            created_at=_parse_time(doc["created_at"]),
+            created_at=datetime.fromisoformat(doc["created_at"]),
         )
 
     def create(self, agent: str | None, tags: list[str], parent: dict[str, Any] | None) -> bool:
@@ -167,10 +168,10 @@ class Chain:
         """The latest committed seq (0 when there is none): the hint, then probe forward."""
         if not self.store.head_hints:
             last = self.store.last(self.prefix)
-            if last is not None:
-                return int(last.rsplit("/", 1)[1])
-            packs = self.packs()
-            return packs[-1][1] if packs else 0
+            if last is not None and (seq := seq_of(last)) is not None:
+                return seq
+            seqs = self.seqs()  # no loose record, or a stray key sorts last: look at them all
+            return seqs[-1] if seqs else 0
         seq = None
         blob = self.store.get(self.head_key)
         if blob is not None:
@@ -178,7 +179,7 @@ class Chain:
                 seq = int(blob.decode())
             except (UnicodeDecodeError, ValueError):
                 seq = None  # a torn hint is only a hint
-        if seq is None or (seq > 0 and not self.store.exists(self.commit_key(seq))):
+        if seq is None or seq < 0 or (seq > 0 and not self.store.exists(self.commit_key(seq))):
             seqs = self.seqs()
             seq = seqs[-1] if seqs else 0
         while self.store.exists(self.commit_key(seq + 1)):
@@ -186,7 +187,8 @@ class Chain:
         return seq
 
     def seqs(self) -> list[int]:
-        loose = {int(key.rsplit("/", 1)[1]) for key in self.store.list(self.prefix)}
+        """Every seq with a record, loose or packed (keys that are no seq, strays, are left out: fsck names them)."""
+        loose = {seq for seq in map(seq_of, self.store.list(self.prefix)) if seq is not None}
         packed = {seq for first, last, _ in self.packs() for seq in range(first, last + 1)}
         return sorted(loose | packed)
 
@@ -196,8 +198,8 @@ class Chain:
         if not self.store.pack_records:
             return found  # never packed: spare the fleet stores a round trip
         for key in self.store.list(self.pack_prefix):
-            first, _, last = key.rsplit("/", 1)[1].partition("-")
-            found.append((int(first), int(last), key))
+            if (span := range_of(key)) is not None:
+                found.append((*span, key))
         self._floor = None  # the caller is about to read records: let them see the floor as it is now
         return found
 
@@ -232,10 +234,29 @@ class Chain:
             if found is not None:
                 return found
             self._floor = self._read_floor()  # packed while we looked?
-        found = (self._packed(seq) if seq <= self._floor else None) or self._loose(seq)
-        if found is None:  # (a seq at or below the floor in no pack is a record unpacked again: see delete_records)
-            raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
-        return found
+        # Packs are searched even above the floor: a floor lowered by damage must not hide packed records.
+        found = self._packed(seq) or self._loose(seq)
+        if found is None:
+            self._missing(seq)
+        return found  # type: ignore[return-value]
+
+    def _missing(self, seq: int) -> None:
+        """Raise for a seq with no record: CorruptCheckpoint when it was committed (at or below the high-water mark,
+        the floor or a later record) and not deleted on purpose, else CheckpointNotFound."""
+        seqs = self.seqs()
+        if 0 < seq <= max(acknowledged(self.store, self.segment), self._read_floor(), *seqs[-1:]):
+            if seq not in self.trimmed():
+                why = "was committed but its record is missing (a deleted pack or record): the store is damaged"
+                raise CorruptCheckpoint(self.commit_key(seq), f"checkpoint {seq} {why}")
+        raise CheckpointNotFound(f"session {self.id!r} has no checkpoint seq {seq}; see `safepoint history`")
+
+    def trimmed(self) -> set[int]:
+        """The seqs deleted on purpose (so fsck does not report them lost); empty when none were."""
+        return chain_marks.trimmed(self.store, self.trim_key)
+
+    def note_trimmed(self, seqs: set[int], head: int) -> None:
+        """Remember `seqs` as deleted on purpose (those below the new `head`)."""
+        chain_marks.note_trimmed(self.store, self.trim_key, seqs, head)
 
     def record_blob(self, seq: int) -> bytes:
         """The record of `seq` sealed as a loose record (what an export carries)."""
@@ -508,15 +529,23 @@ class Chain:
 
     def delete_records(self, seqs: Iterable[int]) -> None:
         """Delete the records of `seqs`, loose or packed."""
-        doomed = set(seqs)
+        if not (doomed := set(seqs)):
+            return
+        seqs = self.seqs()
+        before, head = max(seqs, default=0), max(set(seqs) - doomed, default=0)
+        self.note_trimmed(doomed, head)  # first: a reader meanwhile finds them gone on purpose, not lost
         self._unpack(doomed, keep=False)
         for seq in sorted(doomed, reverse=True):  # newest first: what a crash leaves still loads
             self.store.delete(self.commit_key(seq))
+        head = self.head_seq()
         if self.store.pack_records:
-            # With the newest records gone their seqs will be written again: the floor, which refuses commits
-            # at or below it, comes down to the new head.
-            head = self.head_seq()
+            # With the newest records gone their seqs will be written again: the floor comes down to the head.
             self._move_floor(lambda floor: min(floor, head))
+        if head < before:  # on purpose: the high-water mark (the index entry) comes down with the head
+            try:
+                self.summary.rebuild(self)
+            except SafepointError:
+                self.store.delete(session_index.key(self.segment))
 
     def _unpack(self, seqs: set[int], *, keep: bool = True) -> None:
         """Turn the packs holding any of `seqs` back into loose records (all of them, or with `keep=False` all
@@ -539,6 +568,7 @@ class Chain:
         """Delete every record, pack and the floor of this session (the session record stays)."""
         self.delete_records(self.seqs())
         self.store.delete(self.floor_key)
+        self.store.delete(self.trim_key)
 
     def resume_point(self, record: dict[str, Any], doc: dict[str, Any]) -> Saved:
         """The writer state for continuing after `record` (just loaded), so the next save can be a delta."""
@@ -563,25 +593,3 @@ class Chain:
         self._unpack({seq})  # a packed record is replaced as a loose one
         self.store.put(self.commit_key(seq), codec.seal(codec.dumps(record)))
         self.known.update(key.rsplit("/", 1)[1] for key in writer.new_objects)
-
-
-def to_checkpoint(
-    record: dict[str, Any], doc: dict[str, Any] | None = None, *, created_at: datetime | None = None
-) -> Checkpoint:
-    """The Checkpoint of a record (`created_at`: its time, when the caller has it unparsed)."""
-    return Checkpoint(
-        session=record["session"],
-        seq=record["seq"],
-        parent=record.get("parent"),
-        created_at=created_at or _parse_time(record["created_at"]),
-        step=record.get("step"),
-        status=Status(record["status"]),
-        schema_version=record.get("schema_version", 1),
-        format=record.get("format", FORMAT),
-        checksum=record.get("_checksum", ""),
-        meta=record.get("meta") or {},
-        keyframe="root" in record,
-        lease=record.get("lease"),
-        state=doc["state"] if doc else None,
-        runtime=doc.get("runtime", {}) if doc else {},
-    )

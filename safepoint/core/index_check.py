@@ -6,7 +6,9 @@ checkpoints leaves it ahead. `current` finds both without reading any chain: an 
 current when the commit key of S exists and that of S + 1 does not (commits are created in order, and the head
 is always a loose record), which all entries ask of the store at once (`Store.present`: one query on SQL
 stores, a stat each on the directory store). Any other entry is looked at in its chain, and rebuilt when the
-chain's head differs. An entry of a session without checkpoints is always looked at (there is no seq to test).
+chain's head is newer; an entry newer than its chain is the high-water mark of a loss (a deliberate deletion
+lowers the entry itself) and is listed marked `damaged`, never rebuilt over, so that fsck still reports it.
+An entry of a session without checkpoints is always looked at (there is no seq to test).
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ def current(
     for doc, segment, seq, head, after in probes:
         if seq and head in found and after not in found:
             out.append(doc)
-        elif Chain(store, doc["id"]).head_seq() == seq:
+        elif (head_seq := Chain(store, doc["id"]).head_seq()) == seq:
             out.append(doc)  # (its head is packed, or it has no checkpoint yet)
+        elif head_seq < seq:
+            # Ahead: a deletion on purpose lowers the entry itself (Chain.delete_records), so this is a loss. The
+            # entry is the high-water mark fsck reports it by: listed marked, never rebuilt over.
+            out.append({**doc, "damaged": f"checkpoint {seq} was acknowledged but is missing (safepoint fsck)"})
         elif (fresh := rebuild(f"sessions/{segment}")) is not None:
             out.append(fresh)
     return out

@@ -1,41 +1,21 @@
-"""Keeping a store healthy: fsck (find every damaged object and what it breaks), retention and gc."""
+"""Keeping a store healthy: verifying objects (for fsck, see core.fsck), retention, gc and deleting sessions."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import CheckpointNotFound, CorruptCheckpoint, SafepointError
 from ..stores.base import Store
-from . import codec, gc_guard, open_sessions
+from . import codec, gc_guard, open_sessions, session_index
 from .artifacts import check_manifest, manifest_key, verify_artifact
-from .history import Chain, to_checkpoint
+from .checkpoints import to_checkpoint
+from .history import Chain
 from .tree import TreeReader, child_digests, object_key
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Problem:
-    """One damaged or missing object and the checkpoints (session id, seq) that cannot load because of it."""
-
-    key: str
-    reason: str
-    broken: list[tuple[str, int]] = field(default_factory=list)
-
-
-@dataclass
-class FsckReport:
-    problems: list[Problem]
-    checked_checkpoints: int
-    checked_objects: int
-    swept: int
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 @dataclass
@@ -141,59 +121,6 @@ class _Verifier:
         self._chunk(key.rsplit("/", 1)[1])
 
 
-def fsck(store: Store, progress: Progress | None = None) -> FsckReport:
-    """Verify every record and object; report each damaged one with the checkpoints it breaks."""
-    swept = store.sweep()
-    check = _Verifier(store)
-    broken_by: dict[str, list[tuple[str, int]]] = {}
-    checkpoints = 0
-    for info_key, session_id in session_ids(store):
-        if session_id is None:
-            check.bad[info_key] = "session record is damaged; its id is unknown"
-            broken_by.setdefault(info_key, [])
-            continue
-        if progress:
-            progress(session_id)
-        chain = Chain(store, session_id)
-        records: dict[int, dict | None] = {}
-        for seq in chain.seqs():
-            checkpoints += 1
-            try:
-                records[seq] = chain.record(seq)
-            except CorruptCheckpoint as exc:
-                records[seq] = None
-                check.bad[exc.key] = exc.reason  # the record's key, or the pack holding it
-        for seq, record in records.items():
-            for key in _checkpoint_damage(chain, check, records, seq, record):
-                broken_by.setdefault(key, []).append((session_id, seq))
-    for key in store.list("objects/"):
-        check.orphan(key)
-    problems = [Problem(key, reason, broken_by.get(key, [])) for key, reason in sorted(check.bad.items())]
-    return FsckReport(problems, checkpoints, len(check.seen), swept)
-
-
-def _checkpoint_damage(
-    chain: Chain, check: _Verifier, records: dict[int, dict | None], seq: int, record: dict | None
-) -> list[str]:
-    """Keys of damaged things that stop checkpoint `seq` from loading."""
-    if record is None:
-        return [chain.record_key(seq)]
-    damaged: list[str] = []
-    base = record["base"]
-    for link in range(base, seq):
-        if records.get(link) is None:
-            key = chain.record_key(link)
-            if link not in records:
-                check.bad.setdefault(key, "checkpoint record is missing but later deltas need it")
-            damaged.append(key)
-    keyframe = records.get(base) if base != seq else record
-    if keyframe is not None and "root" in keyframe:
-        damaged += check.tree(keyframe["root"])
-    for ref in record.get("artifacts", []):
-        damaged += check.artifact(ref)
-    return damaged
-
-
 def last_good(store: Store, session_id: str) -> int | None:
     """The newest checkpoint of a session that loads cleanly with every artifact it references, or None."""
     chain = Chain(store, session_id)
@@ -215,9 +142,14 @@ def delete_session(store: Store, session_id: str, extra_keys: Iterable[str] = ()
     deleted."""
     chain = Chain(store, session_id)
     seqs = chain.seqs()
+    # The high-water marks first (the index entry, the floor): they must not outlive the checkpoints they vouch
+    # for, or a reader meanwhile would take a record deleted here for a lost one.
+    store.delete(session_index.key(chain.segment))
+    store.delete(chain.floor_key)
     for key in sorted(store.list(chain.prefix), reverse=True) + store.list(chain.pack_prefix):
         store.delete(key)
-    for key in [chain.head_key, chain.floor_key, open_sessions.key(chain.segment), gc_guard.pin_key(chain.segment)]:
+    keys = [chain.head_key, chain.floor_key, chain.trim_key, open_sessions.key(chain.segment)]
+    for key in [*keys, gc_guard.pin_key(chain.segment)]:
         store.delete(key)
     for key in extra_keys:
         store.delete(key)

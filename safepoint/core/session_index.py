@@ -166,10 +166,8 @@ class Tracker:
         if head:
             record, doc = chain.load(head)
             runtime = doc.get("runtime") or {}
-            first = max(1, head - WINDOW + 1)
-            times = [
-                datetime.fromisoformat(chain.record(seq)["created_at"]).timestamp() for seq in range(first, head + 1)
-            ]
+            recent = [seq for seq in chain.seqs() if seq > head - WINDOW][-WINDOW:]  # (retention may have left fewer)
+            times = [datetime.fromisoformat(chain.record(seq)["created_at"]).timestamp() for seq in recent]
         blob = entry(self.identity(), record, runtime, times)
         self.store.put_hint(key(self.segment), blob)
         self.times = times
@@ -215,8 +213,9 @@ def entries(
     for gone in cache.keys() - found.keys():
         del cache[gone]
     listed = {info_key[len("sessions/") :] for info_key in info_keys}
-    for orphan in found.keys() - listed:  # the entry of a deleted session: its record is written first
-        store.delete(key(orphan))
+    for orphan in found.keys() - listed:  # the entry of a deleted session (its record is written first)...
+        if not store.list(f"commits/{orphan}/"):  # ...unless its checkpoints are there: then the record was lost,
+            store.delete(key(orphan))  # and the entry is what fsck finds the session by
     return out
 
 
@@ -384,6 +383,7 @@ def _info(doc: dict[str, Any]) -> SessionInfo:
         parent=doc.get("parent"),
         created_at=datetime.fromisoformat(doc["created_at"]),
         head=checkpoint,
+        damaged=doc.get("damaged"),
     )
 
 

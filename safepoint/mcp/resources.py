@@ -48,7 +48,8 @@ def register_resources(server: MCPServer, repo: Repository, policy: Policy) -> N
     @server.resource("safepoint://sessions", name="sessions", mime_type="application/json")
     def sessions() -> str:
         """Every session this server may show, newest activity first."""
-        items = [SessionItem.of(repo.summary(i.id)).model_dump() for i in repo.sessions() if policy.allows(i.id)]
+        shown = [i for i in repo.sessions() if policy.allows(i.id) and not i.damaged]  # damaged: see fsck
+        items = [SessionItem.of(repo.summary(i.id)).model_dump() for i in shown]
         return _dump(items)
 
     @server.resource("safepoint://sessions/{session_id}", name="session head", mime_type="application/json")
@@ -89,7 +90,7 @@ def register_resources(server: MCPServer, repo: Repository, policy: Policy) -> N
 
 def _listed_by_allowed(repo: Repository, policy: Policy, ref: str) -> bool:
     for info in repo.sessions():
-        if info.seq and policy.allows(info.id):
+        if info.seq and policy.allows(info.id) and not info.damaged:
             state = repo.load(info.id).state
             items = state.get("artifacts") if isinstance(state, dict) else None
             if any(isinstance(i, dict) and i.get("ref") == ref for i in items or ()):

@@ -76,7 +76,7 @@ def register_reading(server: MCPServer, repo: Repository, policy: Policy) -> Non
         """List the sessions in the store, newest activity first, with their status and whether they are stuck."""
         found = []
         for info in repo.sessions():
-            if not policy.allows(info.id) or (agent is not None and info.agent != agent):
+            if info.damaged or not policy.allows(info.id) or (agent is not None and info.agent != agent):
                 continue
             if (tag is not None and tag not in info.tags) or (status is not None and str(info.status) != status):
                 continue

@@ -22,8 +22,8 @@ from typing import Any
 from ..core import codec
 from ..errors import ConflictError, InvalidState, SessionBusy, SessionNotFound
 from ..model import AgentState, Checkpoint, Status
-from ..repository import Repository, validate_state
-from ..session import from_plain, schema_name, to_plain
+from ..repository import Repository
+from ..session import from_plain, schema_name, to_plain, validate_state
 
 #: A write: from the head checkpoint (with its state; None for a new session) to the next (state, runtime).
 Build = Callable[[Checkpoint | None], tuple[Any, dict[str, Any]]]

@@ -261,6 +261,11 @@ class Store(ABC):
         """Get ready for keys under `prefix` (a directory store creates the directory durably now, so the
         first write there costs no more than later ones). Nothing to do by default."""
 
+    def check(self) -> list[tuple[str, str]]:
+        """(where, what is wrong) for damage the backend itself can find (SQLite's integrity check); fsck
+        reports each. Nothing by default."""
+        return []
+
     def sweep(self) -> int:
         """Remove leftovers of interrupted writes (temp files); return how many. Nothing to do by default."""
         return 0

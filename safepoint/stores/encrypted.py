@@ -300,6 +300,9 @@ class EncryptedStore(Store):
     def sweep(self) -> int:
         return self.inner.sweep()
 
+    def check(self) -> list[tuple[str, str]]:
+        return self.inner.check()
+
     def notify(self, channel: str, payload: str = "") -> None:
         self.inner.notify(channel, payload)
 

@@ -212,6 +212,22 @@ class SQLiteStore(Store):
             # script, because `execute` steps the pragma once and so frees one page.
             conn.executescript("PRAGMA incremental_vacuum")
 
+    def check(self) -> list[tuple[str, str]]:
+        """SQLite's own integrity check: damaged pages, and index entries that disagree with the table (which
+        would hide keys from listings). Each finding is reported under the database file."""
+        where = str(self.path)
+        try:
+            with self._translate("check", "<integrity>", writing=False):
+                conn = self._connection(writing=False)
+                if conn is None:
+                    return []
+                rows = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
+        except StorageError as exc:
+            return [(where, f"the database cannot be checked: {exc}")]
+        if rows == ["ok"]:
+            return []
+        return [(where, f"SQLite integrity check failed: {'; '.join(map(str, rows))}; {_ADVICE['SQLITE_CORRUPT']}")]
+
     def close(self) -> None:
         """Close every thread's connection; the store reopens them on next use."""
         with self._connections_lock:

@@ -18,6 +18,7 @@ import itertools
 import multiprocessing
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from ..errors import CorruptCheckpoint, FenceMismatch, InvalidKey
 from ..stores.base import Store
 from ..stores.memory import MemoryStore
+from . import corruption
 from .commit_race import CommitRaceTests
 
 INVALID_KEYS = ["", "../x", "a//b", ".hidden", "a\x00b", "a b", "a/", "/a", "a/../b", "x" * 201, "a\nb"]
@@ -73,8 +75,36 @@ class StoreTests(CommitRaceTests):
         pytest.skip(f"{type(self).__name__} supplies no raw_get")
 
     def raw_put(self, store: Store, key: str, data: bytes) -> None:
-        """Write `key` bypassing the store. Override in a backend's test."""
+        """Write `key` bypassing the store (creating or overwriting it). Override in a backend's test."""
         pytest.skip(f"{type(self).__name__} supplies no raw_put")
+
+    def raw_delete(self, store: Store, key: str) -> None:
+        """Remove `key` bypassing the store. Override in a backend's test (the corruption trials need it)."""
+        pytest.skip(f"{type(self).__name__} supplies no raw_delete")
+
+    def raw_items(self, store: Store) -> dict[str, bytes]:
+        """Every key and its bytes, read bypassing the store, in one go if the backend can. Override in a
+        backend's test (the corruption trials need it)."""
+        pytest.skip(f"{type(self).__name__} supplies no raw_items")
+
+    # --- damage: random flips, truncations, deletions and strays of the raw data ------------------------
+    def test_random_damage_is_detected_or_harmless(
+        self, store: Store, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
+    ) -> None:
+        """Every trial ends in the truth, a typed error or an fsck report: never wrong data, never a crash."""
+        self.raw_items(store), self.raw_delete(store, "absent")  # skip unless the backend gives raw access
+        tally = corruption.run_trials(
+            store,
+            lambda: self.raw_items(store),
+            lambda key, data: self.raw_put(store, key, data),
+            lambda key: self.raw_delete(store, key),
+        )
+        line = tally.line(type(self).__name__)
+        record_property("corruption", dict(tally.counts))
+        with capsys.disabled():
+            print("\n" + line)
+        warnings.warn(corruption.TrialCounts(line), stacklevel=1)  # shown under -q and -n too
+        assert tally.counts["wrong"] == 0 and tally.counts["crash"] == 0, tally.examples
 
     # --- get / put round trips ------------------------------------------------------------------
     def test_get_missing_is_none(self, store: Store) -> None:
