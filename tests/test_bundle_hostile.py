@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import random
-import resource
 import subprocess
 import sys
 import tarfile
@@ -106,22 +105,31 @@ def run_import(store: Path | str, bundle: Path, *extra: str, memory: int | None 
     """`python -m safepoint import` in a subprocess (under RLIMIT_AS `memory`): exit code, stdout, stderr and
     its peak resident memory in KiB."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEPOINT_")}
-
-    def limit() -> None:
-        if memory is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    command = [sys.executable, "-m", "safepoint", "--store", str(store), "import", str(bundle), *extra]
+    # A small launcher forks the CLI under the limit and reports the CLI's peak resident memory. Measured on a
+    # grandchild of this test process: a child's peak counts the memory of the process it was forked from (or
+    # shared, with vfork) before its exec, here the whole test process.
+    launch = (
+        "import os, resource, sys\n"
+        "limit, report, *args = sys.argv[1:]\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    if limit != 'none': resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))\n"
+        "    os.execv(sys.executable, [sys.executable, '-m', 'safepoint', *args])\n"
+        "_, status, usage = os.wait4(pid, 0)\n"
+        "open(report, 'w').write(str(usage.ru_maxrss))\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    limit = "none" if memory is None else str(memory)
+    report = bundle.with_suffix(".peak")
+    command = [sys.executable, "-c", launch, limit, str(report), "--store", str(store), "import", str(bundle), *extra]
     with (
         open(bundle.with_suffix(".out"), "w+") as out,
         open(bundle.with_suffix(".err"), "w+") as err,
-        subprocess.Popen(command, stdout=out, stderr=err, env=env, preexec_fn=limit) as proc,  # noqa: PLW1509
     ):
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        returncode = subprocess.run(command, stdout=out, stderr=err, env=env, check=False).returncode
         out.seek(0)
         err.seek(0)
-        return proc.returncode, out.read(), err.read(), usage.ru_maxrss
+        return returncode, out.read(), err.read(), int(report.read_text())
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
