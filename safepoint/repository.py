@@ -148,7 +148,7 @@ class Repository:
         """Every session, newest activity first (from the summary index, checked against the chains; never a
         followed copy); one that cannot be read is listed too, `damaged` saying why."""
         found = [session_index.to_info(doc) for doc in self._index(exact=True)]
-        found += damage_listing(self.store, self.info, skip={info.id for info in found})
+        found += damage_listing(self.store, self.info, skip={f"sessions/{session_segment(i.id)}" for i in found})
         return sorted(found, key=lambda i: i.updated_at, reverse=True)
 
     def session_ids(self) -> Iterator[str]:

@@ -291,11 +291,9 @@ def _check_lease(run: _Run, chain: Chain) -> None:
 def damage_listing(
     store: Store, info_of: Callable[[str], SessionInfo], *, skip: Collection[str] = ()
 ) -> Iterator[SessionInfo]:
-    """Every session's info (`info_of(id)`) but those in `skip` (listed already); for one that cannot be read, an
-    info marked `damaged` with why."""
-    for info_key, session_id in session_ids(store):
-        if session_id in skip:
-            continue
+    """Every session's info (`info_of(id)`) but those whose info key (`sessions/<segment>`) is in `skip` (listed
+    already, and not read again); for one that cannot be read, an info marked `damaged` with why."""
+    for info_key, session_id in session_ids(store, skip):
         if session_id is None:
             yield _damaged(info_key.removeprefix("sessions/"), "its session record is damaged")
             continue

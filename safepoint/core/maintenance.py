@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,9 +27,12 @@ class GcReport:
     dry_run: bool
 
 
-def session_ids(store: Store) -> Iterator[tuple[str, str | None]]:
-    """(info key, session id) for every session; id None when the info record itself is damaged."""
+def session_ids(store: Store, skip: Collection[str] = ()) -> Iterator[tuple[str, str | None]]:
+    """(info key, session id) for every session but those whose info key is in `skip`; id None when the info
+    record itself is damaged."""
     for key in store.list("sessions/"):
+        if key in skip:
+            continue
         blob = store.get(key)
         if blob is None:
             continue  # deleted since the listing
