@@ -13,7 +13,7 @@ nothing is imported or called.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from inspect import isclass
 from typing import Any
 
@@ -53,22 +53,13 @@ class TypeGuard:
 
     def check(self, tree: Any, tag: str) -> None:
         """Walk a stored JSON tree (as `_langgraph_values` writes it) for extension values; raise on a refused one."""
-        stack = [tree]
-        while stack:
-            node = stack.pop()
-            if type(node) is list:
-                stack.extend(node)
-            elif type(node) is dict:
-                if node.get(tag) == "ext":
-                    self._ext(node, stack)
-                else:
-                    stack.extend(node.values())
+        _walk(tree, lambda node: self._ext(node) if node.get(tag) == "ext" else node.values())
 
-    def _ext(self, node: dict[str, Any], stack: list[Any]) -> None:
+    def _ext(self, node: dict[str, Any]) -> Iterable[Any]:
+        """Check one extension value; return the parts of it that may hold more."""
         code, body = node.get("code"), node.get("data", node.get("tagged"))
         if code in _PLAIN:
-            stack.append(body)
-            return
+            return [body]
         if code not in _CONSTRUCTORS and code != _METHOD or type(body) is not list or len(body) < 3:
             raise UntrustedType(f"a msgpack extension of code {code!r}", _HOW)
         module, name = body[0], body[1]
@@ -78,9 +69,9 @@ class TypeGuard:
             method = body[3] if len(body) > 3 else None
             if (module, name, method) not in SAFE_MSGPACK_METHODS:
                 raise UntrustedType(f"the method {module}.{name}.{method}", _HOW)
-        elif (module, name) not in SAFE_MSGPACK_TYPES and (module, name) not in self.allowed:
-            raise UntrustedType(f"{module}.{name}", _allow(module, name))
-        stack.extend(body[2:])
+        else:
+            self._check_type(module, name)
+        return body[2:]
 
     def check_json(self, data: bytes) -> None:
         """LangChain's constructor-style JSON (`{"lc": .., "type": "constructor", "id": [...]}`) in a "json" value:
@@ -89,20 +80,31 @@ class TypeGuard:
             tree = orjson.loads(data)
         except orjson.JSONDecodeError:
             return  # the serializer rejects it itself, without running anything
-        stack = [tree]
-        while stack:
-            node = stack.pop()
-            if type(node) is list:
-                stack.extend(node)
-            elif type(node) is dict:
-                if "lc" in node:
-                    ident = node.get("id")
-                    if node.get("type") != "constructor" or type(ident) is not list or len(ident) < 2:
-                        raise UntrustedType(f"a LangChain {node.get('type')!r} object", _HOW)
-                    module, name = ".".join(map(str, ident[:-1])), str(ident[-1])
-                    if (module, name) not in SAFE_MSGPACK_TYPES and (module, name) not in self.allowed:
-                        raise UntrustedType(f"{module}.{name}", _allow(module, name))
-                stack.extend(node.values())
+        _walk(tree, self._lc)
+
+    def _lc(self, node: dict[str, Any]) -> Iterable[Any]:
+        if "lc" in node:
+            ident = node.get("id")
+            if node.get("type") != "constructor" or type(ident) is not list or len(ident) < 2:
+                raise UntrustedType(f"a LangChain {node.get('type')!r} object", _HOW)
+            self._check_type(".".join(map(str, ident[:-1])), str(ident[-1]))
+        return node.values()
+
+    def _check_type(self, module: str, name: str) -> None:
+        if (module, name) not in SAFE_MSGPACK_TYPES and (module, name) not in self.allowed:
+            raise UntrustedType(f"{module}.{name}", _allow(module, name))
+
+
+def _walk(tree: Any, visit: Callable[[dict[str, Any]], Iterable[Any]]) -> None:
+    """Every dict in a JSON tree goes to `visit`, which raises or returns the values to walk on (no recursion: a
+    hostile value may nest deeper than Python's stack)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if type(node) is list:
+            stack.extend(node)
+        elif type(node) is dict:
+            stack.extend(visit(node))
 
 
 _HOW = "LangGraph's serializer does not write such a value for any allowed type: nothing was run"
