@@ -110,9 +110,11 @@ class Session:
         self._pins: set[str] = set()  # artifacts uploaded by this run and not yet saved in a checkpoint
         #: safepoint's own records for this run: steps, effects, inputs, usage (see safepoint.runtime)
         self.runtime: dict[str, Any] = {}
-        self._chain.create(agent, tags, parent)
+        # The lease first: a new session's record without a live lease reads to a worker as "crashed before its
+        # first checkpoint", and it would take the session over from this very writer.
         self._lease = Lease(store, self.id, self._chain.segment, ttl=lease_ttl).acquire(wait) if lease else None
         try:
+            self._chain.create(agent, tags, parent)
             self._open(at)
             self._chain.mark_open()  # holding the lease: see safepoint.core.open_sessions
         except BaseException:
